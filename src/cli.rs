@@ -1,0 +1,341 @@
+//! The `followupd` command line: argument parsing and the output each
+//! command prints. Commands call into [`crate::engine`]; this module only
+//! turns their results into text, JSON lines and exit codes.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::engine::{Engine, PlanLine};
+use crate::import::Format;
+use crate::lint::Forbidden;
+
+/// followupd: sends post-purchase emails to buyers, and never one with
+/// wording a marketplace would penalise.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "FOLLOWUPD_CONFIG",
+        default_value = "config.toml"
+    )]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import orders from CSV or JSON Lines files (new orders and updates).
+    Import {
+        /// Files to import.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// File format, when the extension does not say.
+        #[arg(long, value_enum)]
+        format: Option<Format>,
+        /// A column mapping from [mappings.NAME] in config.toml.
+        #[arg(long)]
+        mapping: Option<String>,
+    },
+    /// Show every stage of every order: state, window, next send and why.
+    Plan {
+        /// The instant to plan for (RFC 3339); default: now.
+        #[arg(long, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
+        /// Only this order id.
+        #[arg(long)]
+        order: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send everything due at an instant, print a summary and exit.
+    Tick {
+        /// The instant to act for (RFC 3339); default: now.
+        #[arg(long, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Show the exact message one stage of an order would send, and its lint result.
+    Preview {
+        /// Order id.
+        #[arg(long)]
+        order: String,
+        /// Stage name.
+        #[arg(long)]
+        stage: String,
+        /// Marketplace, when the order id exists on several.
+        #[arg(long)]
+        marketplace: Option<String>,
+        /// Print the raw message as it would be handed to the transport.
+        #[arg(long)]
+        raw: bool,
+        /// The instant for the Date header (RFC 3339); default: now.
+        #[arg(long, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Lint every template (or one finished message); exit 1 on any hit.
+    Lint {
+        /// A finished plain-text message to lint instead of the templates.
+        #[arg(long)]
+        message: Option<PathBuf>,
+        /// The buyer's locale for --message.
+        #[arg(long)]
+        locale: Option<String>,
+    },
+}
+
+fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("expected RFC 3339 such as 2026-12-01T10:00:00Z: {e}"))
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let load = || {
+        Config::load(&cli.config).with_context(|| {
+            format!(
+                "loading {} (set -c or FOLLOWUPD_CONFIG to use another file)",
+                cli.config.display()
+            )
+        })
+    };
+    match cli.command {
+        Command::Lint {
+            message: Some(file),
+            locale: _,
+        } => {
+            let forbidden = match Config::load(&cli.config) {
+                Ok(config) => config.forbidden,
+                Err(_) => Forbidden::new(
+                    &crate::lint::DEFAULT_FORBIDDEN
+                        .iter()
+                        .map(|s| s.to_string())
+                        .collect::<Vec<_>>(),
+                )
+                .map_err(anyhow::Error::msg)?,
+            };
+            lint_message(&forbidden, &file)
+        }
+        Command::Lint { message: None, .. } => lint_templates(&load()?),
+        Command::Import {
+            files,
+            format,
+            mapping,
+        } => {
+            let engine = Engine::open(load()?).await?;
+            let mut rejected_any = false;
+            let (mut imported, mut updated, mut rejected) = (0, 0, 0);
+            for file in &files {
+                let summary = engine
+                    .import_file(file, format, mapping.as_deref(), Utc::now())
+                    .await?;
+                for r in &summary.rejected {
+                    eprintln!("{}:{}: {}", file.display(), r.line, r.reason);
+                }
+                rejected_any |= !summary.rejected.is_empty();
+                imported += summary.imported;
+                updated += summary.updated;
+                rejected += summary.rejected.len();
+            }
+            println!("imported {imported}, updated {updated}, rejected {rejected}");
+            Ok(exit(!rejected_any))
+        }
+        Command::Plan { now, order, json } => {
+            let engine = Engine::open(load()?).await?;
+            let now = now.unwrap_or_else(Utc::now);
+            let stdout = std::io::stdout();
+            let mut out = stdout.lock();
+            if !json {
+                writeln!(
+                    out,
+                    "{:<20} {:<14} {:<12} {:<12} {:<36} {:<20} REASON",
+                    "ORDER", "STAGE", "STATE", "ANCHOR", "WINDOW (UTC)", "NEXT SEND (UTC)"
+                )?;
+            }
+            let mut write_error = None;
+            engine
+                .plan(now, order.as_deref(), |line| {
+                    let result = if json {
+                        serde_json::to_string(&line)
+                            .map_err(std::io::Error::other)
+                            .and_then(|s| writeln!(out, "{s}"))
+                    } else {
+                        writeln!(out, "{}", plan_row(&line))
+                    };
+                    if let Err(e) = result {
+                        write_error.get_or_insert(e);
+                    }
+                })
+                .await?;
+            if let Some(e) = write_error {
+                return Err(e.into());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Tick { now } => {
+            let engine = Engine::open(load()?).await?;
+            let summary = engine.tick(now.unwrap_or_else(Utc::now)).await?;
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Preview {
+            order,
+            stage,
+            marketplace,
+            raw,
+            now,
+        } => {
+            let engine = Engine::open(load()?).await?;
+            if engine.config.stage(&stage).is_none() {
+                bail!("no stage '{stage}' in config");
+            }
+            let (order, _) = engine.find_order(&order, marketplace.as_deref()).await?;
+            let preview = engine.compose(&order, &stage, now.unwrap_or_else(Utc::now))?;
+            if raw {
+                std::io::stdout().write_all(&preview.outgoing.raw)?;
+            } else {
+                let sender = engine.config.sender_for(order.key.marketplace.as_str());
+                println!("From: {}", sender.from);
+                if let Some(r) = &sender.reply_to {
+                    println!("Reply-To: {r}");
+                }
+                println!("To: {}", preview.outgoing.to);
+                println!("Subject: {}", preview.rendered.subject);
+                println!("Message-ID: <{}>", preview.outgoing.message_id);
+                println!("\n{}", preview.rendered.text);
+                if let Some(html) = &preview.rendered.html {
+                    println!("--- HTML body ---\n{html}");
+                }
+            }
+            if preview.findings.is_empty() {
+                eprintln!("lint: clean");
+            } else {
+                for f in &preview.findings {
+                    eprintln!("lint: {f}");
+                }
+            }
+            Ok(exit(preview.findings.is_empty()))
+        }
+    }
+}
+
+fn exit(success: bool) -> ExitCode {
+    if success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn plan_row(line: &PlanLine) -> String {
+    let (anchor, window) = match &line.window {
+        Some(w) => (
+            w.anchor.as_str().to_string(),
+            format!(
+                "{} .. {}",
+                w.opens.format("%Y-%m-%d %H:%M"),
+                w.closes.format("%Y-%m-%d %H:%M")
+            ),
+        ),
+        None => ("-".into(), "-".into()),
+    };
+    let next = line
+        .next_send
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_else(|| "-".into());
+    format!(
+        "{:<20} {:<14} {:<12} {:<12} {:<36} {:<20} {}",
+        line.order_id,
+        line.stage,
+        line.state,
+        anchor.split(' ').next().unwrap_or("-"),
+        window,
+        next,
+        line.reason
+    )
+}
+
+/// `followupd lint --message FILE`.
+fn lint_message(forbidden: &Forbidden, file: &PathBuf) -> Result<ExitCode> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let hits = forbidden.scan(&text);
+    for hit in &hits {
+        println!(
+            "{}:{}:{}: forbidden word '{}' (matches '{}')",
+            file.display(),
+            hit.line,
+            hit.column,
+            hit.word,
+            hit.pattern
+        );
+    }
+    Ok(exit(hits.is_empty()))
+}
+
+/// `followupd lint`: the templates' own text, then every stage rendered
+/// against a sample order.
+fn lint_templates(config: &Config) -> Result<ExitCode> {
+    let templates = match crate::render::Templates::load(
+        &config.templates_dir,
+        &config.stages,
+        &config.forbidden,
+    ) {
+        Ok(t) => t,
+        Err(e) => {
+            println!("{e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let mut problems = 0;
+    for (file, hit) in templates.own_hits() {
+        problems += 1;
+        println!(
+            "{file}:{}:{}: forbidden word '{}' (matches '{}')",
+            hit.line, hit.column, hit.word, hit.pattern
+        );
+    }
+    let order = crate::order::sample_order(&config.default_marketplace);
+    let sender = config.sender_for(order.key.marketplace.as_str());
+    for stage in &config.stages {
+        let context =
+            crate::render::context(&order, sender, &stage.name, config.rules.default_zone);
+        match templates.render(&stage.name, &context) {
+            Ok(rendered) => {
+                let findings = templates.lint(
+                    &stage.name,
+                    &rendered,
+                    &config.forbidden,
+                    &order.text_fields(),
+                )?;
+                for f in findings
+                    .iter()
+                    .filter(|f| !matches!(f.origin, crate::lint::Origin::Template { .. }))
+                {
+                    problems += 1;
+                    println!("{}: {f}", stage.name);
+                }
+            }
+            Err(e) => {
+                problems += 1;
+                println!("{e}");
+            }
+        }
+    }
+    if problems == 0 {
+        eprintln!("lint: {} stages, no problems", config.stages.len());
+    }
+    Ok(exit(problems == 0))
+}

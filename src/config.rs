@@ -1,0 +1,564 @@
+//! `config.toml`: read, checked and turned into typed settings.
+//!
+//! The file is deserialised into `Raw*` structs that mirror it key for key
+//! (unknown keys are errors, so a typo never silently falls back to a
+//! default), then converted into [`Config`], whose values are already parsed:
+//! durations, times of day, time zones, mailboxes. Every error names the key
+//! it is about.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{Duration, NaiveTime};
+use chrono_tz::Tz;
+use lettre::message::Mailbox;
+use serde::Deserialize;
+
+use crate::lint::Forbidden;
+use crate::schedule::{Anchor, OnUnknown, Rules, SendingHours, SkipCondition, StageSpec};
+
+/// A configuration problem, naming the file and key so it can be fixed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    database: RawDatabase,
+    #[serde(default)]
+    defaults: RawDefaults,
+    #[serde(default)]
+    sending_hours: RawSendingHours,
+    #[serde(default)]
+    templates: RawTemplates,
+    #[serde(default)]
+    lint: RawLint,
+    #[serde(default)]
+    transport: RawTransport,
+    sender: RawSender,
+    #[serde(default)]
+    marketplaces: BTreeMap<String, RawSender>,
+    #[serde(default = "default_stages")]
+    stages: Vec<RawStage>,
+    #[serde(default)]
+    mappings: BTreeMap<String, RawMapping>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDatabase {
+    #[serde(default = "default_database_url")]
+    url: String,
+}
+
+impl Default for RawDatabase {
+    fn default() -> Self {
+        Self {
+            url: default_database_url(),
+        }
+    }
+}
+
+fn default_database_url() -> String {
+    "sqlite://followupd.db".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDefaults {
+    marketplace: String,
+    time_zone: String,
+    locale: String,
+    transit_estimate: String,
+}
+
+impl Default for RawDefaults {
+    fn default() -> Self {
+        Self {
+            marketplace: "shop".into(),
+            time_zone: "UTC".into(),
+            locale: "en".into(),
+            transit_estimate: "5d".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawSendingHours {
+    start: String,
+    end: String,
+}
+
+impl Default for RawSendingHours {
+    fn default() -> Self {
+        Self {
+            start: "09:00".into(),
+            end: "20:00".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawTemplates {
+    dir: PathBuf,
+}
+
+impl Default for RawTemplates {
+    fn default() -> Self {
+        Self {
+            dir: "templates".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawLint {
+    forbidden: Vec<String>,
+}
+
+impl Default for RawLint {
+    fn default() -> Self {
+        Self {
+            forbidden: crate::lint::DEFAULT_FORBIDDEN
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+enum RawTransport {
+    File { dir: PathBuf },
+}
+
+impl Default for RawTransport {
+    fn default() -> Self {
+        Self::File {
+            dir: "outbox".into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSender {
+    from: Option<String>,
+    reply_to: Option<String>,
+    shop_name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStage {
+    name: String,
+    anchor: Anchor,
+    opens_after: String,
+    closes_after: String,
+    #[serde(default)]
+    after: Option<String>,
+    #[serde(default)]
+    skip_when: Vec<SkipCondition>,
+    #[serde(default)]
+    on_unknown: OnUnknown,
+}
+
+fn default_stages() -> Vec<RawStage> {
+    use SkipCondition::*;
+    let unhappy = vec![Returned, Refunded, Cancelled, Complaint, OptedOut];
+    vec![
+        RawStage {
+            name: "shipment".into(),
+            anchor: Anchor::ShippedAt,
+            opens_after: "0s".into(),
+            closes_after: "2d".into(),
+            after: None,
+            // Tracking details help a buyer who complained, so a complaint
+            // alone does not hold back the shipment notice.
+            skip_when: vec![Returned, Refunded, Cancelled, OptedOut],
+            on_unknown: OnUnknown::Hold,
+        },
+        RawStage {
+            name: "follow_up".into(),
+            anchor: Anchor::DeliveredAt,
+            opens_after: "2d".into(),
+            closes_after: "5d".into(),
+            after: None,
+            skip_when: unhappy.clone(),
+            on_unknown: OnUnknown::Hold,
+        },
+        RawStage {
+            name: "review_request".into(),
+            anchor: Anchor::DeliveredAt,
+            opens_after: "7d".into(),
+            closes_after: "14d".into(),
+            after: Some("follow_up".into()),
+            skip_when: unhappy,
+            on_unknown: OnUnknown::Hold,
+        },
+    ]
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMapping {
+    #[serde(default)]
+    columns: BTreeMap<String, String>,
+    #[serde(default)]
+    status: BTreeMap<String, String>,
+}
+
+/// Who a message is from, for one marketplace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sender {
+    pub from: Mailbox,
+    pub reply_to: Option<Mailbox>,
+    pub shop_name: String,
+}
+
+/// Where finished messages go.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TransportConfig {
+    /// Writes each message as an `.eml` file into `dir`.
+    File { dir: PathBuf },
+}
+
+/// How another export's columns map onto followupd's canonical fields.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ColumnMapping {
+    /// Canonical field name → column name in the source file.
+    pub columns: BTreeMap<String, String>,
+    /// Source status value (lower-cased) → canonical status.
+    pub status: BTreeMap<String, crate::order::OrderStatus>,
+}
+
+/// The whole configuration, parsed.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from.
+    pub path: PathBuf,
+    pub database_url: String,
+    pub default_marketplace: String,
+    pub default_locale: String,
+    pub rules: Rules,
+    pub stages: Vec<StageSpec>,
+    pub templates_dir: PathBuf,
+    pub forbidden: Forbidden,
+    pub transport: TransportConfig,
+    pub sender: Sender,
+    pub marketplaces: BTreeMap<String, Sender>,
+    pub mappings: BTreeMap<String, ColumnMapping>,
+}
+
+/// The canonical order fields a mapping may name.
+pub const CANONICAL_FIELDS: [&str; 16] = [
+    "order_id",
+    "marketplace",
+    "buyer_email",
+    "buyer_name",
+    "product_name",
+    "locale",
+    "time_zone",
+    "shipped_at",
+    "delivered_at",
+    "status",
+    "complaint",
+    "opted_out",
+    "order_url",
+    "tracking_url",
+    "review_url",
+    "extra",
+];
+
+impl Config {
+    /// Reads and checks `path`. Relative paths inside the file are taken
+    /// relative to the file's own folder, so the daemon finds its templates
+    /// whatever its working directory. `FOLLOWUPD_DATABASE_URL` overrides
+    /// `[database] url` (handy in a systemd unit).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let database_override = std::env::var("FOLLOWUPD_DATABASE_URL").ok();
+        Self::parse(path, &text, database_override)
+    }
+
+    /// Parses configuration text as if read from `path`.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        database_override: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        Builder { path, base }.build(raw, database_override)
+    }
+
+    /// The sender for a marketplace, falling back to `[sender]`.
+    pub fn sender_for(&self, marketplace: &str) -> &Sender {
+        self.marketplaces.get(marketplace).unwrap_or(&self.sender)
+    }
+
+    pub fn stage(&self, name: &str) -> Option<&StageSpec> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+struct Builder<'a> {
+    path: &'a Path,
+    base: PathBuf,
+}
+
+impl Builder<'_> {
+    fn invalid(&self, key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    fn resolve(&self, p: &Path) -> PathBuf {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            self.base.join(p)
+        }
+    }
+
+    fn duration(&self, key: &str, value: &str) -> Result<Duration, ConfigError> {
+        let std = humantime::parse_duration(value).map_err(|e| {
+            self.invalid(
+                key,
+                format!("'{value}' is not a duration like 2d or 36h: {e}"),
+            )
+        })?;
+        Duration::from_std(std).map_err(|_| self.invalid(key, "duration too large"))
+    }
+
+    fn time_of_day(&self, key: &str, value: &str) -> Result<NaiveTime, ConfigError> {
+        NaiveTime::parse_from_str(value, "%H:%M")
+            .map_err(|_| self.invalid(key, format!("'{value}' is not a time of day like 09:00")))
+    }
+
+    fn mailbox(&self, key: &str, value: &str) -> Result<Mailbox, ConfigError> {
+        value
+            .parse()
+            .map_err(|e| self.invalid(key, format!("'{value}' is not a mail address: {e}")))
+    }
+
+    fn sender(
+        &self,
+        key: &str,
+        raw: &RawSender,
+        fallback: Option<&Sender>,
+    ) -> Result<Sender, ConfigError> {
+        let from = match (&raw.from, fallback) {
+            (Some(f), _) => self.mailbox(&format!("{key}.from"), f)?,
+            (None, Some(fb)) => fb.from.clone(),
+            (None, None) => return Err(self.invalid(format!("{key}.from"), "is required")),
+        };
+        let reply_to = match &raw.reply_to {
+            Some(r) => Some(self.mailbox(&format!("{key}.reply_to"), r)?),
+            None => fallback.and_then(|fb| fb.reply_to.clone()),
+        };
+        let shop_name = raw
+            .shop_name
+            .clone()
+            .or_else(|| fallback.map(|fb| fb.shop_name.clone()))
+            .or_else(|| from.name.clone())
+            .unwrap_or_else(|| from.email.domain().to_string());
+        Ok(Sender {
+            from,
+            reply_to,
+            shop_name,
+        })
+    }
+
+    fn build(
+        self,
+        raw: RawConfig,
+        database_override: Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let default_zone: Tz = raw.defaults.time_zone.parse().map_err(|_| {
+            self.invalid(
+                "defaults.time_zone",
+                format!("unknown time zone '{}'", raw.defaults.time_zone),
+            )
+        })?;
+        let rules = Rules {
+            sending_hours: SendingHours {
+                start: self.time_of_day("sending_hours.start", &raw.sending_hours.start)?,
+                end: self.time_of_day("sending_hours.end", &raw.sending_hours.end)?,
+            },
+            default_zone,
+            transit_estimate: self
+                .duration("defaults.transit_estimate", &raw.defaults.transit_estimate)?,
+        };
+        let stages = self.stages(&raw.stages)?;
+        let forbidden = Forbidden::new(&raw.lint.forbidden)
+            .map_err(|message| self.invalid("lint.forbidden", message))?;
+        let transport = match raw.transport {
+            RawTransport::File { dir } => TransportConfig::File {
+                dir: self.resolve(&dir),
+            },
+        };
+        let sender = self.sender("sender", &raw.sender, None)?;
+        let mut marketplaces = BTreeMap::new();
+        for (name, m) in &raw.marketplaces {
+            let sender = self.sender(&format!("marketplaces.{name}"), m, Some(&sender))?;
+            marketplaces.insert(name.clone(), sender);
+        }
+        let mut mappings = BTreeMap::new();
+        for (name, m) in raw.mappings {
+            mappings.insert(name.clone(), self.mapping(&name, m)?);
+        }
+        let database_url = database_override.unwrap_or(raw.database.url);
+        Ok(Config {
+            path: self.path.to_path_buf(),
+            database_url: self.database_url(&database_url)?,
+            default_marketplace: raw.defaults.marketplace,
+            default_locale: raw.defaults.locale,
+            rules,
+            stages,
+            templates_dir: self.resolve(&raw.templates.dir),
+            forbidden,
+            transport,
+            sender,
+            marketplaces,
+            mappings,
+        })
+    }
+
+    /// SQLite paths are resolved against the config file's folder, like
+    /// every other path, and the database is created on first use.
+    fn database_url(&self, url: &str) -> Result<String, ConfigError> {
+        if let Some(rest) = url.strip_prefix("sqlite://") {
+            let (file, query) = rest.split_once('?').unwrap_or((rest, ""));
+            if file.is_empty() || file == ":memory:" {
+                return Ok(url.to_string());
+            }
+            let resolved = self.resolve(Path::new(file));
+            let mut query = query.to_string();
+            if !query.split('&').any(|kv| kv.starts_with("mode=")) {
+                if !query.is_empty() {
+                    query.push('&');
+                }
+                query.push_str("mode=rwc");
+            }
+            Ok(format!("sqlite://{}?{query}", resolved.display()))
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(url.to_string())
+        } else {
+            Err(self.invalid(
+                "database.url",
+                format!("'{url}' must start with sqlite:// or postgres://"),
+            ))
+        }
+    }
+
+    fn stages(&self, raw: &[RawStage]) -> Result<Vec<StageSpec>, ConfigError> {
+        let mut stages: Vec<StageSpec> = Vec::with_capacity(raw.len());
+        if raw.is_empty() {
+            return Err(self.invalid("stages", "at least one stage is needed"));
+        }
+        for (i, s) in raw.iter().enumerate() {
+            let key = format!("stages[{i}] ({})", s.name);
+            let valid_name = !s.name.is_empty()
+                && s.name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if !valid_name {
+                return Err(self.invalid(
+                    format!("{key}.name"),
+                    "use lower-case letters, digits and _ only (it names a template folder)",
+                ));
+            }
+            if stages.iter().any(|prior| prior.name == s.name) {
+                return Err(self.invalid(format!("{key}.name"), "appears twice"));
+            }
+            let opens_after = self.duration(&format!("{key}.opens_after"), &s.opens_after)?;
+            let closes_after = self.duration(&format!("{key}.closes_after"), &s.closes_after)?;
+            if closes_after <= opens_after {
+                return Err(self.invalid(
+                    format!("{key}.closes_after"),
+                    format!(
+                        "the window closes ({}) before it opens ({})",
+                        s.closes_after, s.opens_after
+                    ),
+                ));
+            }
+            if let Some(after) = &s.after {
+                if !stages.iter().any(|prior| &prior.name == after) {
+                    let message = if raw.iter().any(|other| &other.name == after) {
+                        format!(
+                            "stage '{after}' comes later; a stage can only wait for an earlier one"
+                        )
+                    } else {
+                        format!("there is no stage named '{after}'")
+                    };
+                    return Err(self.invalid(format!("{key}.after"), message));
+                }
+            }
+            stages.push(StageSpec {
+                name: s.name.clone(),
+                anchor: s.anchor,
+                opens_after,
+                closes_after,
+                after: s.after.clone(),
+                skip_when: s.skip_when.clone(),
+                on_unknown: s.on_unknown,
+            });
+        }
+        Ok(stages)
+    }
+
+    fn mapping(&self, name: &str, raw: RawMapping) -> Result<ColumnMapping, ConfigError> {
+        for field in raw.columns.keys() {
+            if !CANONICAL_FIELDS.contains(&field.as_str()) || field == "extra" {
+                return Err(self.invalid(
+                    format!("mappings.{name}.columns.{field}"),
+                    "is not an order field",
+                ));
+            }
+        }
+        let mut status = BTreeMap::new();
+        for (from, to) in raw.status {
+            let parsed = to.parse().map_err(|e: crate::order::FieldError| {
+                self.invalid(format!("mappings.{name}.status.{from}"), e.to_string())
+            })?;
+            status.insert(from.to_lowercase(), parsed);
+        }
+        Ok(ColumnMapping {
+            columns: raw.columns,
+            status,
+        })
+    }
+}

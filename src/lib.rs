@@ -1,0 +1,29 @@
+//! followupd sends e-commerce sellers' post-purchase emails: a shipment
+//! notice, a follow-up after delivery and a feedback request, each inside its
+//! window, never twice, never to an unhappy buyer, and never with wording a
+//! marketplace would penalise.
+//!
+//! A tour of the crate, from data in to mail out:
+
+/// The command line.
+pub mod cli;
+/// `config.toml`, parsed into typed settings.
+pub mod config;
+/// Import, plan and tick, tying the parts together.
+pub mod engine;
+/// Streaming CSV / JSON Lines import with per-row rejections.
+pub mod import;
+/// Pure forbidden-word lint.
+pub mod lint;
+/// Turning a rendered message into a MIME email.
+pub mod message;
+/// The order and its field parsers.
+pub mod order;
+/// Tera templates: loading, rendering and attributing lint hits.
+pub mod render;
+/// Pure scheduling rules: windows, sending hours, skips, prerequisites.
+pub mod schedule;
+/// SQLite / PostgreSQL persistence and the send log.
+pub mod store;
+/// Delivery: the outbox folder (and SMTP).
+pub mod transport;

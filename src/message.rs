@@ -1,0 +1,110 @@
+//! Wrapping a rendered message into a standard email.
+//!
+//! lettre builds the MIME structure and encodes every header and body, so a
+//! buyer name with non-ASCII letters is encoded correctly and no body text,
+//! not even a line holding a single `.`, travels as raw bytes. The Message-ID
+//! is derived from the order and stage, so every attempt at the same stage
+//! carries the same ID and a receiving server can recognise a repeat.
+
+use chrono::{DateTime, Utc};
+use lettre::message::header::ContentTransferEncoding;
+use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+use lettre::Address;
+
+use crate::config::Sender;
+use crate::order::{Order, OrderKey};
+use crate::render::Rendered;
+
+/// Why a message could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum MessageError {
+    #[error("recipient '{address}' is not deliverable: {reason}")]
+    Recipient { address: String, reason: String },
+    #[error("cannot build the message: {0}")]
+    Build(String),
+}
+
+/// A finished message, ready for a transport.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    /// Without angle brackets.
+    pub message_id: String,
+    pub from: Address,
+    pub to: Address,
+    pub subject: String,
+    /// The complete message as handed to the transport.
+    pub raw: Vec<u8>,
+}
+
+/// The Message-ID for one stage of one order: the same on every attempt.
+/// Characters a Message-ID cannot hold are written as `=XX`.
+pub fn message_id(key: &OrderKey, stage: &str, domain: &str) -> String {
+    let mut id = String::from("followupd.");
+    for part in [stage, key.marketplace.as_str(), key.order_id.as_str()] {
+        for byte in part.bytes() {
+            if byte.is_ascii_alphanumeric() || byte == b'-' || byte == b'_' {
+                id.push(byte as char);
+            } else {
+                id.push_str(&format!("={byte:02X}"));
+            }
+        }
+        id.push('.');
+    }
+    id.pop();
+    format!("{id}@{domain}")
+}
+
+/// Builds the email for `rendered`.
+pub fn build(
+    order: &Order,
+    sender: &Sender,
+    stage: &str,
+    rendered: &Rendered,
+    now: DateTime<Utc>,
+) -> Result<Outgoing, MessageError> {
+    let to: Address =
+        order
+            .buyer_email
+            .as_str()
+            .parse()
+            .map_err(|e: lettre::address::AddressError| MessageError::Recipient {
+                address: order.buyer_email.as_str().to_string(),
+                reason: e.to_string(),
+            })?;
+    let message_id = message_id(&order.key, stage, sender.from.email.domain());
+    let mut builder = lettre::Message::builder()
+        .from(sender.from.clone())
+        .to(Mailbox::new(
+            order.buyer_name.as_ref().map(|n| n.as_str().to_string()),
+            to.clone(),
+        ))
+        .subject(rendered.subject.clone())
+        .message_id(Some(format!("<{message_id}>")))
+        .date(now.into());
+    if let Some(reply_to) = &sender.reply_to {
+        builder = builder.reply_to(reply_to.clone());
+    }
+    let text = SinglePart::builder()
+        .header(ContentType::TEXT_PLAIN)
+        .header(ContentTransferEncoding::QuotedPrintable)
+        .body(rendered.text.clone());
+    let message = match &rendered.html {
+        Some(html) => builder.multipart(
+            MultiPart::alternative().singlepart(text).singlepart(
+                SinglePart::builder()
+                    .header(ContentType::TEXT_HTML)
+                    .header(ContentTransferEncoding::QuotedPrintable)
+                    .body(html.clone()),
+            ),
+        ),
+        None => builder.singlepart(text),
+    }
+    .map_err(|e| MessageError::Build(e.to_string()))?;
+    Ok(Outgoing {
+        message_id,
+        from: sender.from.email.clone(),
+        to,
+        subject: rendered.subject.clone(),
+        raw: message.formatted(),
+    })
+}

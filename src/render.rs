@@ -1,0 +1,334 @@
+//! Tera templates: loaded once, rendered per message, linted as a set.
+//!
+//! Each stage has a folder under `templates/` holding `subject.txt.tera`,
+//! `body.txt.tera` and, optionally, `body.html.tera`. A [`Templates`] value is
+//! a complete, parsed set; loading a new set either fully succeeds or leaves
+//! the caller with the old one, which is what makes live reloads safe.
+//! Undefined variables are errors and HTML bodies autoescape order data;
+//! order data is only ever a value, never template source.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use serde_json::{json, Map, Value};
+
+use crate::config::Sender;
+use crate::lint::{self, Finding, Forbidden, Hit, Part, TemplateHits};
+use crate::order::Order;
+use crate::schedule::StageSpec;
+
+/// Template names inside a stage folder.
+pub const SUBJECT: &str = "subject.txt.tera";
+pub const TEXT_BODY: &str = "body.txt.tera";
+pub const HTML_BODY: &str = "body.html.tera";
+
+/// A template problem, located as `FILE:LINE:COL` where Tera says where.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Syntax(String),
+    #[error("{file}: missing (stage '{stage}' needs it)")]
+    Missing { stage: String, file: String },
+    #[error("{file}: {message}")]
+    Render { file: String, message: String },
+    #[error("{file}: the subject must be a single line")]
+    MultilineSubject { file: String },
+    #[error("no templates for stage '{0}'")]
+    UnknownStage(String),
+}
+
+#[derive(Debug, Clone)]
+struct TemplateFile {
+    /// The name Tera knows it by (path relative to the templates folder).
+    name: String,
+    /// The path shown to people.
+    display: String,
+    /// Forbidden words in the template's own text.
+    own_hits: TemplateHits,
+}
+
+#[derive(Debug, Clone)]
+struct StageTemplates {
+    subject: TemplateFile,
+    text: TemplateFile,
+    html: Option<TemplateFile>,
+}
+
+/// A rendered message before it is wrapped into MIME.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+/// A parsed, complete template set.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    tera: tera::Tera,
+    stages: BTreeMap<String, StageTemplates>,
+}
+
+impl Templates {
+    /// Loads every `*.tera` file under `dir` and checks that each stage has
+    /// its subject and text body. Forbidden words in the templates' own text
+    /// are recorded (see [`Templates::own_hits`]), not refused here.
+    pub fn load(
+        dir: &Path,
+        stages: &[StageSpec],
+        forbidden: &Forbidden,
+    ) -> Result<Self, RenderError> {
+        let mut sources = Vec::new();
+        collect_tera_files(dir, dir, &mut sources)?;
+        let mut tera = tera::Tera::default();
+        tera.autoescape_on(vec![".html.tera", ".html"]);
+        let by_name: BTreeMap<String, (String, String)> = sources
+            .iter()
+            .map(|(name, display, text)| (name.clone(), (display.clone(), text.clone())))
+            .collect();
+        tera.add_raw_templates(
+            sources
+                .iter()
+                .map(|(name, _, text)| (name.as_str(), text.as_str())),
+        )
+        .map_err(|e| RenderError::Syntax(describe_tera_error(&e, &by_name)))?;
+
+        let file = |stage: &str, template: &str| -> Option<TemplateFile> {
+            let name = format!("{stage}/{template}");
+            let (display, text) = by_name.get(&name)?;
+            Some(TemplateFile {
+                name,
+                display: display.clone(),
+                own_hits: TemplateHits {
+                    file: display.clone(),
+                    hits: forbidden.scan_template_source(text),
+                },
+            })
+        };
+        let mut stage_templates = BTreeMap::new();
+        for stage in stages {
+            let required = |template: &str| {
+                file(&stage.name, template).ok_or_else(|| RenderError::Missing {
+                    stage: stage.name.clone(),
+                    file: dir.join(&stage.name).join(template).display().to_string(),
+                })
+            };
+            stage_templates.insert(
+                stage.name.clone(),
+                StageTemplates {
+                    subject: required(SUBJECT)?,
+                    text: required(TEXT_BODY)?,
+                    html: file(&stage.name, HTML_BODY),
+                },
+            );
+        }
+        Ok(Self {
+            tera,
+            stages: stage_templates,
+        })
+    }
+
+    /// Forbidden words written into the templates themselves, as
+    /// `(file, hit)` pairs, for `followupd lint` and for refusing a reload.
+    pub fn own_hits(&self) -> Vec<(String, Hit)> {
+        self.stages
+            .values()
+            .flat_map(|s| [Some(&s.subject), Some(&s.text), s.html.as_ref()])
+            .flatten()
+            .flat_map(|f| {
+                f.own_hits
+                    .hits
+                    .iter()
+                    .map(|h| (f.own_hits.file.clone(), h.clone()))
+            })
+            .collect()
+    }
+
+    fn stage(&self, stage: &str) -> Result<&StageTemplates, RenderError> {
+        self.stages
+            .get(stage)
+            .ok_or_else(|| RenderError::UnknownStage(stage.to_string()))
+    }
+
+    /// Renders one stage's message for the given context.
+    pub fn render(&self, stage: &str, context: &tera::Context) -> Result<Rendered, RenderError> {
+        let templates = self.stage(stage)?;
+        let render = |f: &TemplateFile| {
+            self.tera
+                .render(&f.name, context)
+                .map_err(|e| RenderError::Render {
+                    file: f.display.clone(),
+                    message: error_chain(&e),
+                })
+        };
+        let subject = render(&templates.subject)?;
+        let subject = subject.trim().to_string();
+        if subject.contains(['\r', '\n']) {
+            return Err(RenderError::MultilineSubject {
+                file: templates.subject.display.clone(),
+            });
+        }
+        Ok(Rendered {
+            subject,
+            text: render(&templates.text)?,
+            html: templates.html.as_ref().map(render).transpose()?,
+        })
+    }
+
+    /// Lints a rendered message: the subject, the text body and the visible
+    /// text of the HTML body, each hit traced back to its origin.
+    pub fn lint(
+        &self,
+        stage: &str,
+        rendered: &Rendered,
+        forbidden: &Forbidden,
+        fields: &[(String, &str)],
+    ) -> Result<Vec<Finding>, RenderError> {
+        let templates = self.stage(stage)?;
+        let mut parts = vec![
+            (Part::Subject, rendered.subject.clone(), &templates.subject),
+            (Part::Text, rendered.text.clone(), &templates.text),
+        ];
+        if let (Some(html), Some(file)) = (&rendered.html, &templates.html) {
+            parts.push((Part::Html, lint::visible_text(html), file));
+        }
+        let mut findings = Vec::new();
+        for (part, text, file) in parts {
+            for hit in forbidden.scan(&text) {
+                let origin = lint::attribute(forbidden, &hit, &file.own_hits, fields);
+                findings.push(Finding { part, hit, origin });
+            }
+        }
+        Ok(findings)
+    }
+}
+
+/// Reads every `*.tera` file below `dir` as (tera name, shown path, text).
+fn collect_tera_files(
+    root: &Path,
+    dir: &Path,
+    out: &mut Vec<(String, String, String)>,
+) -> Result<(), RenderError> {
+    let read_error = |source| RenderError::Read {
+        file: dir.display().to_string(),
+        source,
+    };
+    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(read_error)?
+        .map(|e| e.map(|e| e.path()))
+        .collect::<Result<_, _>>()
+        .map_err(read_error)?;
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            collect_tera_files(root, &path, out)?;
+        } else if path.extension().is_some_and(|e| e == "tera") {
+            let text = std::fs::read_to_string(&path).map_err(|source| RenderError::Read {
+                file: path.display().to_string(),
+                source,
+            })?;
+            let name = path
+                .strip_prefix(root)
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .replace('\\', "/");
+            out.push((name, path.display().to_string(), text));
+        }
+    }
+    Ok(())
+}
+
+/// Joins an error and its sources into one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}
+
+/// Turns Tera's parse error ("Failed to parse 'x'" + " --> 4:12 …") into
+/// `FILE:4:12: message`.
+fn describe_tera_error(e: &tera::Error, files: &BTreeMap<String, (String, String)>) -> String {
+    let chain = error_chain(e);
+    let file = files
+        .iter()
+        .find(|(name, _)| chain.contains(&format!("'{name}'")))
+        .map(|(_, (display, _))| display.clone());
+    let position = chain.split("--> ").nth(1).and_then(|rest| {
+        let pos: String = rest
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == ':')
+            .collect();
+        (!pos.is_empty()).then_some(pos)
+    });
+    let detail = chain
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with("= "))
+        .map(|l| l.trim_start().trim_start_matches("= ").to_string())
+        .unwrap_or_else(|| chain.replace('\n', " "));
+    match (file, position) {
+        (Some(f), Some(p)) => format!("{f}:{p}: {detail}"),
+        (Some(f), None) => format!("{f}: {detail}"),
+        _ => chain,
+    }
+}
+
+/// The variables a template sees. Optional order fields are always present
+/// (as an empty string when unknown) so a template can test them with
+/// `{% if %}` while a misspelt name is still an error.
+pub fn context(order: &Order, sender: &Sender, stage: &str, zone: chrono_tz::Tz) -> tera::Context {
+    fn text(v: &Option<crate::order::Line>) -> &str {
+        v.as_ref().map(|l| l.as_str()).unwrap_or("")
+    }
+    let date = |t: Option<DateTime<Utc>>| {
+        t.map(|t| t.with_timezone(&zone).format("%Y-%m-%d").to_string())
+            .unwrap_or_default()
+    };
+    let instant = |t: Option<DateTime<Utc>>| t.map(|t| t.to_rfc3339()).unwrap_or_default();
+    let buyer_name = text(&order.buyer_name);
+    let first_name = buyer_name.split_whitespace().next().unwrap_or("");
+    let extra: Map<String, Value> = order
+        .extra
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    let value = json!({
+        "order": {
+            "id": order.key.order_id.as_str(),
+            "marketplace": order.key.marketplace.as_str(),
+            "buyer_email": order.buyer_email.as_str(),
+            "buyer_name": buyer_name,
+            "buyer_first_name": first_name,
+            "product_name": order.product_name.as_str(),
+            "locale": text(&order.locale),
+            "time_zone": zone.name(),
+            "status": order.status.as_str(),
+            "shipped_at": instant(order.shipped_at),
+            "shipped_on": date(order.shipped_at),
+            "delivered_at": instant(order.delivered_at),
+            "delivered_on": date(order.delivered_at),
+            "order_url": text(&order.order_url),
+            "tracking_url": text(&order.tracking_url),
+            "review_url": text(&order.review_url),
+            "extra": extra,
+        },
+        "shop": {
+            "name": sender.shop_name,
+            "email": sender.from.email.to_string(),
+            "reply_to": sender.reply_to.as_ref().map(|m| m.email.to_string()).unwrap_or_else(|| sender.from.email.to_string()),
+        },
+        "stage": stage,
+    });
+    tera::Context::from_value(value).unwrap_or_default()
+}

@@ -1,0 +1,428 @@
+//! When each stage of an order may be sent: pure functions of
+//! (order, stage rules, now).
+//!
+//! Nothing here reads a clock, a file or a database. The store feeds in the
+//! stage's current state and the instant to decide for; the answer says what
+//! to do now and when the question is next worth asking, so the daemon can
+//! sleep until then and a test can jump days in a single call.
+
+use std::fmt;
+
+use chrono::{DateTime, Duration, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::order::{Order, OrderStatus};
+
+/// The order date a stage's window is measured from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Anchor {
+    ShippedAt,
+    DeliveredAt,
+}
+
+/// Order circumstances under which a stage is not sent at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipCondition {
+    Returned,
+    Refunded,
+    Cancelled,
+    Complaint,
+    OptedOut,
+}
+
+impl SkipCondition {
+    fn applies_to(self, order: &Order) -> bool {
+        match self {
+            Self::Returned => order.status == OrderStatus::Returned,
+            Self::Refunded => order.status == OrderStatus::Refunded,
+            Self::Cancelled => order.status == OrderStatus::Cancelled,
+            Self::Complaint => order.complaint,
+            Self::OptedOut => order.opted_out,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Returned => "order returned",
+            Self::Refunded => "order refunded",
+            Self::Cancelled => "order cancelled",
+            Self::Complaint => "buyer complained",
+            Self::OptedOut => "buyer opted out",
+        }
+    }
+}
+
+/// What to do with a stage whose send attempt ended in doubt (the process
+/// died mid-transaction): hold it for a person, or send it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnknown {
+    #[default]
+    Hold,
+    Resend,
+}
+
+/// One step of the sequence, as configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageSpec {
+    pub name: String,
+    pub anchor: Anchor,
+    /// Offset from the anchor at which the window opens (inclusive).
+    pub opens_after: Duration,
+    /// Offset from the anchor at which the window closes (exclusive).
+    pub closes_after: Duration,
+    /// A stage that must have been sent before this one may go.
+    pub after: Option<String>,
+    pub skip_when: Vec<SkipCondition>,
+    pub on_unknown: OnUnknown,
+}
+
+/// The lifecycle of one stage of one order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageState {
+    /// Waiting for its window, its sending hours or its prerequisite.
+    Scheduled,
+    /// Handed to the transport right now; if the process dies here nobody
+    /// knows whether the server took it.
+    Sending,
+    /// A transient failure; another attempt is due at `next_check_at`.
+    Retrying,
+    Sent,
+    /// The lint found forbidden wording; nothing was sent.
+    Blocked,
+    /// The order's circumstances rule this stage out.
+    Skipped,
+    /// The window closed before it could be sent.
+    Expired,
+    /// The server refused it for good, or the attempts ran out.
+    Failed,
+    /// An attempt ended in doubt; never re-sent without a decision.
+    Unknown,
+}
+
+impl StageState {
+    pub const ALL: [StageState; 9] = [
+        Self::Scheduled,
+        Self::Sending,
+        Self::Retrying,
+        Self::Sent,
+        Self::Blocked,
+        Self::Skipped,
+        Self::Expired,
+        Self::Failed,
+        Self::Unknown,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Scheduled => "scheduled",
+            Self::Sending => "sending",
+            Self::Retrying => "retrying",
+            Self::Sent => "sent",
+            Self::Blocked => "blocked",
+            Self::Skipped => "skipped",
+            Self::Expired => "expired",
+            Self::Failed => "failed",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    /// Ended stages never change again on their own: a re-import cannot
+    /// resurrect them and the scheduler never looks at them.
+    pub fn is_terminal(self) -> bool {
+        !matches!(self, Self::Scheduled | Self::Retrying | Self::Sending)
+    }
+}
+
+impl std::str::FromStr for StageState {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == s)
+            .ok_or_else(|| format!("unknown stage state '{s}'"))
+    }
+}
+
+impl fmt::Display for StageState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The local times of day at which buyers may be written to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SendingHours {
+    pub start: NaiveTime,
+    /// Exclusive. Earlier than `start` means the hours cross midnight;
+    /// equal to `start` means all day.
+    pub end: NaiveTime,
+}
+
+impl SendingHours {
+    pub fn contains(&self, t: NaiveTime) -> bool {
+        if self.start == self.end {
+            true
+        } else if self.start < self.end {
+            self.start <= t && t < self.end
+        } else {
+            t >= self.start || t < self.end
+        }
+    }
+
+    /// The earliest instant at or after `t` that falls inside the sending
+    /// hours in `zone`.
+    pub fn next_open(&self, t: DateTime<Utc>, zone: Tz) -> DateTime<Utc> {
+        let local = t.with_timezone(&zone);
+        if self.contains(local.time()) {
+            return t;
+        }
+        let mut date = local.date_naive();
+        if local.time() >= self.start {
+            date = date.succ_opt().unwrap_or(date);
+        }
+        first_instant_at_or_after(date.and_time(self.start), zone)
+    }
+}
+
+/// Maps a local wall-clock time to an instant. In a repeated hour it takes
+/// the first occurrence; in a skipped hour (spring forward) it takes the
+/// first instant after the gap.
+fn first_instant_at_or_after(local: NaiveDateTime, zone: Tz) -> DateTime<Utc> {
+    let mut probe = local;
+    // DST gaps are at most a few hours; step in minutes to land right after one.
+    for _ in 0..(6 * 60) {
+        if let Some(t) = zone.from_local_datetime(&probe).earliest() {
+            return t.with_timezone(&Utc);
+        }
+        probe += Duration::minutes(1);
+    }
+    Utc.from_utc_datetime(&local)
+}
+
+/// Scheduling settings that apply to every stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rules {
+    pub sending_hours: SendingHours,
+    /// The buyer's zone when the order names none.
+    pub default_zone: Tz,
+    /// Stand-in for delivery when an order has shipped but its delivery date
+    /// is unknown.
+    pub transit_estimate: Duration,
+}
+
+/// Which date a window was measured from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnchorUsed {
+    ShippedAt,
+    DeliveredAt,
+    /// shipped_at plus the transit estimate, because delivered_at is unknown.
+    EstimatedDelivery,
+}
+
+impl AnchorUsed {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::ShippedAt => "shipped_at",
+            Self::DeliveredAt => "delivered_at",
+            Self::EstimatedDelivery => "estimated delivery",
+        }
+    }
+}
+
+/// The interval in which a stage may be sent: `[opens, closes)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Window {
+    pub opens: DateTime<Utc>,
+    pub closes: DateTime<Utc>,
+    pub anchor: AnchorUsed,
+}
+
+/// Why a stage is not being sent yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WaitReason {
+    /// The order lacks the date the window is measured from.
+    NoAnchor(Anchor),
+    NotOpenYet,
+    OutsideSendingHours,
+    /// No sending hour is left before the window closes; it will expire.
+    NoSendingTimeLeft,
+    /// Waiting for the named stage to be sent.
+    Prerequisite(String),
+    /// Backing off after a transient failure.
+    Retry,
+}
+
+impl fmt::Display for WaitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NoAnchor(Anchor::ShippedAt) => f.write_str("waiting for shipped_at"),
+            Self::NoAnchor(Anchor::DeliveredAt) => {
+                f.write_str("waiting for shipped_at or delivered_at")
+            }
+            Self::NotOpenYet => f.write_str("window not open yet"),
+            Self::OutsideSendingHours => f.write_str("outside sending hours"),
+            Self::NoSendingTimeLeft => {
+                f.write_str("no sending hours left before the window closes")
+            }
+            Self::Prerequisite(stage) => write!(f, "waiting for {stage} to be sent"),
+            Self::Retry => f.write_str("waiting to retry"),
+        }
+    }
+}
+
+/// Why a stage will never be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SkipReason {
+    Condition(SkipCondition),
+    /// The prerequisite stage ended without being sent.
+    PrerequisiteNotSent {
+        stage: String,
+        state: StageState,
+    },
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Condition(c) => f.write_str(c.as_str()),
+            Self::PrerequisiteNotSent { stage, state } => {
+                write!(f, "{stage} was not sent ({state})")
+            }
+        }
+    }
+}
+
+/// What the scheduler decided for one stage at one instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Render, lint and send it now.
+    Due,
+    /// Not yet. Ask again at `until`; `None` means only new order data can
+    /// change the answer.
+    Wait {
+        until: Option<DateTime<Utc>>,
+        reason: WaitReason,
+    },
+    Skip(SkipReason),
+    /// The window closed unsent.
+    Expire,
+}
+
+/// A decision together with the window it was made against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evaluation {
+    pub decision: Decision,
+    pub window: Option<Window>,
+}
+
+/// The stage's window for this order, if its anchor date is known.
+pub fn window(order: &Order, stage: &StageSpec, rules: &Rules) -> Option<Window> {
+    let (anchor_time, anchor) = match stage.anchor {
+        Anchor::ShippedAt => (order.shipped_at?, AnchorUsed::ShippedAt),
+        Anchor::DeliveredAt => match (order.delivered_at, order.shipped_at) {
+            (Some(delivered), _) => (delivered, AnchorUsed::DeliveredAt),
+            (None, Some(shipped)) => (
+                shipped + rules.transit_estimate,
+                AnchorUsed::EstimatedDelivery,
+            ),
+            (None, None) => return None,
+        },
+    };
+    Some(Window {
+        opens: anchor_time + stage.opens_after,
+        closes: anchor_time + stage.closes_after,
+        anchor,
+    })
+}
+
+/// The buyer's time zone for sending hours.
+pub fn buyer_zone(order: &Order, rules: &Rules) -> Tz {
+    order.time_zone.unwrap_or(rules.default_zone)
+}
+
+/// Decides what to do with one not-yet-ended stage at `now`.
+///
+/// `prerequisite` is the state of the stage named in `stage.after`, if any;
+/// `not_before` is the earliest next attempt after a transient failure.
+pub fn evaluate(
+    order: &Order,
+    stage: &StageSpec,
+    prerequisite: Option<StageState>,
+    not_before: Option<DateTime<Utc>>,
+    rules: &Rules,
+    now: DateTime<Utc>,
+) -> Evaluation {
+    let window = window(order, stage, rules);
+    let decision = decide(order, stage, prerequisite, not_before, rules, window, now);
+    Evaluation { decision, window }
+}
+
+fn decide(
+    order: &Order,
+    stage: &StageSpec,
+    prerequisite: Option<StageState>,
+    not_before: Option<DateTime<Utc>>,
+    rules: &Rules,
+    window: Option<Window>,
+    now: DateTime<Utc>,
+) -> Decision {
+    if let Some(condition) = stage.skip_when.iter().find(|c| c.applies_to(order)) {
+        return Decision::Skip(SkipReason::Condition(*condition));
+    }
+    let Some(window) = window else {
+        return Decision::Wait {
+            until: None,
+            reason: WaitReason::NoAnchor(stage.anchor),
+        };
+    };
+    if now >= window.closes {
+        return Decision::Expire;
+    }
+    if let (Some(name), Some(state)) = (&stage.after, prerequisite) {
+        if state.is_terminal() && state != StageState::Sent {
+            return Decision::Skip(SkipReason::PrerequisiteNotSent {
+                stage: name.clone(),
+                state,
+            });
+        }
+        if state != StageState::Sent {
+            return Decision::Wait {
+                until: Some(window.closes),
+                reason: WaitReason::Prerequisite(name.clone()),
+            };
+        }
+    }
+    let mut earliest = now.max(window.opens);
+    let mut reason = if window.opens > now {
+        WaitReason::NotOpenYet
+    } else {
+        WaitReason::OutsideSendingHours
+    };
+    if let Some(retry_at) = not_before.filter(|t| *t > earliest) {
+        earliest = retry_at;
+        reason = WaitReason::Retry;
+    }
+    let send_at = rules
+        .sending_hours
+        .next_open(earliest, buyer_zone(order, rules));
+    if send_at >= window.closes {
+        Decision::Wait {
+            until: Some(window.closes),
+            reason: WaitReason::NoSendingTimeLeft,
+        }
+    } else if send_at > now {
+        Decision::Wait {
+            until: Some(send_at),
+            reason,
+        }
+    } else {
+        Decision::Due
+    }
+}

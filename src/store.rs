@@ -1,0 +1,749 @@
+//! Persistence: orders, the state of every stage, stored messages and the
+//! send log, in SQLite (the default) or PostgreSQL.
+//!
+//! One set of SQL serves both databases through sqlx's `Any` driver: times
+//! are Unix seconds, flags are integers and placeholders are `$N`, which
+//! both understand. Rows read back are parsed into domain types again, so a
+//! hand-edited database cannot hand the scheduler an invalid order.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use chrono::{DateTime, TimeZone, Utc};
+use futures_util::TryStreamExt;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyPool, Row};
+
+use crate::import::OrderRecord;
+use crate::message::Outgoing;
+use crate::order::{
+    check_dates, parse_time_zone, parse_url, BuyerEmail, FieldError, Line, Order, OrderKey,
+    OrderStatus,
+};
+use crate::schedule::StageState;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create {path}: {source}")]
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("stored order {key} is invalid: {message}")]
+    Corrupt { key: String, message: String },
+}
+
+/// Which database is behind the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Converts to the stored representation of an instant.
+pub fn to_secs(t: DateTime<Utc>) -> i64 {
+    t.timestamp()
+}
+
+/// Converts back from the stored representation.
+pub fn from_secs(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(secs, 0)
+        .single()
+        .unwrap_or(DateTime::<Utc>::MIN_UTC)
+}
+
+/// The stored state of one stage.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageRow {
+    pub stage: String,
+    pub state: StageState,
+    pub next_check_at: Option<DateTime<Utc>>,
+    pub retry_at: Option<DateTime<Utc>>,
+    pub attempts: i64,
+    pub reason: Option<String>,
+    pub message_id: Option<String>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A change to a stage row, applied only if the row is still in
+/// `expected` state.
+#[derive(Debug, Clone)]
+pub struct StageUpdate<'a> {
+    pub stage: &'a str,
+    pub expected: StageState,
+    pub state: StageState,
+    pub next_check_at: Option<DateTime<Utc>>,
+    pub retry_at: Option<DateTime<Utc>>,
+    pub attempts: i64,
+    pub reason: Option<String>,
+    pub message_id: Option<String>,
+}
+
+/// One row of the send log.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct LogEntry {
+    pub id: i64,
+    pub at: DateTime<Utc>,
+    pub order_id: String,
+    pub marketplace: String,
+    pub stage: String,
+    pub to: String,
+    pub status: String,
+    pub attempt: i64,
+    pub smtp_code: Option<i64>,
+    pub smtp_text: Option<String>,
+    pub message_id: Option<String>,
+    pub subject: Option<String>,
+    pub detail: Option<String>,
+    pub duration_ms: Option<i64>,
+    #[serde(skip)]
+    pub message_ref: Option<i64>,
+}
+
+/// A send-log row to write.
+#[derive(Debug, Clone)]
+pub struct NewLogEntry<'a> {
+    pub at: DateTime<Utc>,
+    pub key: &'a OrderKey,
+    pub stage: &'a str,
+    pub to: &'a str,
+    pub message_id: Option<&'a str>,
+    pub attempt: i64,
+    pub status: &'a str,
+    pub smtp_code: Option<u16>,
+    pub smtp_text: Option<&'a str>,
+    pub detail: Option<&'a str>,
+    pub duration_ms: Option<i64>,
+    pub subject: Option<&'a str>,
+    pub message_ref: Option<i64>,
+}
+
+/// Filters for reading the send log.
+#[derive(Debug, Clone, Default)]
+pub struct LogQuery {
+    pub order_id: Option<String>,
+    pub email: Option<String>,
+    pub stage: Option<String>,
+    pub status: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub until: Option<DateTime<Utc>>,
+    pub limit: i64,
+}
+
+/// A stored message.
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub raw: Vec<u8>,
+}
+
+const ORDER_COLUMNS: &str = "o.marketplace, o.order_id, o.buyer_email, o.buyer_name, \
+    o.product_name, o.locale, o.time_zone, o.shipped_at, o.delivered_at, o.status, \
+    o.complaint, o.opted_out, o.order_url, o.tracking_url, o.review_url, o.extra";
+
+const STAGE_COLUMNS: &str = "s.stage, s.state, s.next_check_at, s.retry_at, s.attempts, \
+    s.reason, s.message_id, s.updated_at";
+
+const LOG_COLUMNS: &str = "id, at, order_id, marketplace, stage, recipient, status, attempt, \
+    smtp_code, smtp_text, message_id, subject, detail, duration_ms, message_ref";
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+/// The database handle shared by every command and the daemon.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects, creating a SQLite file (and its folder) if needed, and
+    /// applies any pending migrations.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
+        if backend == Backend::Sqlite {
+            create_sqlite_parent(url)?;
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(match backend {
+                Backend::Sqlite => 4,
+                Backend::Postgres => 8,
+            })
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // WAL lets readers (plan, logs) work while the daemon
+                        // writes; the busy timeout turns brief lock contention
+                        // into a wait instead of an error.
+                        for pragma in [
+                            "PRAGMA journal_mode = WAL",
+                            "PRAGMA busy_timeout = 10000",
+                            "PRAGMA synchronous = NORMAL",
+                            "PRAGMA foreign_keys = ON",
+                        ] {
+                            sqlx::query(pragma).execute(&mut *conn).await?;
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .connect(url)
+            .await?;
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Self { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Inserts or updates a batch of orders in one transaction and makes sure
+    /// each has a row for every stage. Ended stages are never touched; open
+    /// ones are flagged for the scheduler to look at again. Returns
+    /// (inserted, updated).
+    pub async fn upsert_orders(
+        &self,
+        records: &[OrderRecord],
+        stages: &[String],
+        now: DateTime<Utc>,
+    ) -> Result<(u64, u64), StoreError> {
+        let now = to_secs(now);
+        let stage_sql = stage_upsert_sql(stages.len());
+        let mut tx = self.pool.begin().await?;
+        let (mut inserted, mut updated) = (0, 0);
+        for record in records {
+            let o = &record.order;
+            let extra = serde_json::to_string(&o.extra).unwrap_or_else(|_| "{}".into());
+            let revision: i64 = sqlx::query_scalar(UPSERT_ORDER)
+                .bind(o.key.marketplace.as_str())
+                .bind(o.key.order_id.as_str())
+                .bind(o.buyer_email.as_str())
+                .bind(o.buyer_name.as_ref().map(|v| v.as_str()))
+                .bind(o.product_name.as_str())
+                .bind(o.locale.as_ref().map(|v| v.as_str()))
+                .bind(o.time_zone.map(|z| z.name()))
+                .bind(o.shipped_at.map(to_secs))
+                .bind(o.delivered_at.map(to_secs))
+                .bind(o.status.as_str())
+                .bind(i64::from(o.complaint))
+                .bind(i64::from(o.opted_out))
+                .bind(o.order_url.as_ref().map(|v| v.as_str()))
+                .bind(o.tracking_url.as_ref().map(|v| v.as_str()))
+                .bind(o.review_url.as_ref().map(|v| v.as_str()))
+                .bind(extra)
+                .bind(now)
+                .bind(i64::from(record.status_given))
+                .bind(i64::from(record.complaint_given))
+                .fetch_one(&mut *tx)
+                .await?;
+            if revision == 1 {
+                inserted += 1;
+            } else {
+                updated += 1;
+            }
+            let mut query = sqlx::query(&stage_sql)
+                .bind(o.key.marketplace.as_str())
+                .bind(o.key.order_id.as_str())
+                .bind(now);
+            for stage in stages {
+                query = query.bind(stage.as_str());
+            }
+            query.execute(&mut *tx).await?;
+        }
+        tx.commit().await?;
+        Ok((inserted, updated))
+    }
+
+    /// Adds the rows of stages that were configured after orders were
+    /// imported. Cheap when nothing changed: the configured stage list is
+    /// remembered and the backfill only runs when it differs.
+    pub async fn ensure_stage_rows(&self, stages: &[String]) -> Result<(), StoreError> {
+        let wanted = stages.join(",");
+        let known: Option<String> =
+            sqlx::query_scalar("SELECT value FROM settings WHERE key = 'stages'")
+                .fetch_optional(&self.pool)
+                .await?;
+        if known.as_deref() == Some(wanted.as_str()) {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for stage in stages {
+            sqlx::query(
+                "INSERT INTO stages (marketplace, order_id, stage, state, next_check_at, attempts, updated_at) \
+                 SELECT o.marketplace, o.order_id, $1, 'scheduled', 0, 0, o.updated_at FROM orders o \
+                 WHERE NOT EXISTS (SELECT 1 FROM stages s WHERE s.marketplace = o.marketplace \
+                 AND s.order_id = o.order_id AND s.stage = $1)",
+            )
+            .bind(stage.as_str())
+            .execute(&mut *tx)
+            .await?;
+        }
+        sqlx::query(
+            "INSERT INTO settings (key, value) VALUES ('stages', $1) \
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(&wanted)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Orders with an open stage the scheduler should look at by `now`,
+    /// earliest first.
+    pub async fn orders_to_check(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<OrderKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT marketplace, order_id, MIN(next_check_at) AS first_check FROM stages \
+             WHERE state IN ('scheduled', 'retrying') AND next_check_at <= $1 \
+             GROUP BY marketplace, order_id ORDER BY first_check LIMIT $2",
+        )
+        .bind(to_secs(now))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                let marketplace: String = row.try_get(0)?;
+                let order_id: String = row.try_get(1)?;
+                key_from_parts(&marketplace, &order_id)
+            })
+            .collect()
+    }
+
+    /// The earliest moment an open stage wants looking at, if any.
+    pub async fn next_check(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let next: Option<i64> = sqlx::query_scalar(
+            "SELECT MIN(next_check_at) FROM stages WHERE state IN ('scheduled', 'retrying')",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(next.map(from_secs))
+    }
+
+    /// One order with all its stage rows.
+    pub async fn load_order(
+        &self,
+        key: &OrderKey,
+    ) -> Result<Option<(Order, Vec<StageRow>)>, StoreError> {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS}, {STAGE_COLUMNS} FROM orders o \
+             JOIN stages s ON s.marketplace = o.marketplace AND s.order_id = o.order_id \
+             WHERE o.marketplace = $1 AND o.order_id = $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(key.marketplace.as_str())
+            .bind(key.order_id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let mut order = None;
+        let mut stages = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if order.is_none() {
+                order = Some(decode_order(row)?);
+            }
+            stages.push(decode_stage(row, 16)?);
+        }
+        Ok(order.map(|o| (o, stages)))
+    }
+
+    /// Finds orders by id on any marketplace (support staff rarely know it).
+    pub async fn find_order_keys(&self, order_id: &str) -> Result<Vec<OrderKey>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT marketplace, order_id FROM orders WHERE order_id = $1 ORDER BY marketplace",
+        )
+        .bind(order_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| key_from_parts(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?))
+            .collect()
+    }
+
+    /// Every order with its stages, streamed in key order, for `plan`.
+    pub async fn for_each_order<F>(&self, mut f: F) -> Result<(), StoreError>
+    where
+        F: FnMut(Order, Vec<StageRow>),
+    {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS}, {STAGE_COLUMNS} FROM orders o \
+             JOIN stages s ON s.marketplace = o.marketplace AND s.order_id = o.order_id \
+             ORDER BY o.marketplace, o.order_id"
+        );
+        let mut rows = sqlx::query(&sql).fetch(&self.pool);
+        let mut current: Option<(Order, Vec<StageRow>)> = None;
+        while let Some(row) = rows.try_next().await? {
+            let stage = decode_stage(&row, 16)?;
+            let marketplace: String = row.try_get(0)?;
+            let order_id: String = row.try_get(1)?;
+            let same = current.as_ref().is_some_and(|(o, _)| {
+                o.key.marketplace.as_str() == marketplace && o.key.order_id.as_str() == order_id
+            });
+            if same {
+                if let Some((_, stages)) = current.as_mut() {
+                    stages.push(stage);
+                }
+            } else {
+                if let Some((o, s)) = current.take() {
+                    f(o, s);
+                }
+                current = Some((decode_order(&row)?, vec![stage]));
+            }
+        }
+        if let Some((o, s)) = current {
+            f(o, s);
+        }
+        Ok(())
+    }
+
+    /// Applies `update` if the stage is still in the state it was read in.
+    /// Returns false when someone else changed it first.
+    pub async fn update_stage(
+        &self,
+        key: &OrderKey,
+        update: &StageUpdate<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE stages SET state = $1, next_check_at = $2, retry_at = $3, attempts = $4, \
+             reason = $5, message_id = COALESCE($6, message_id), updated_at = $7 \
+             WHERE marketplace = $8 AND order_id = $9 AND stage = $10 AND state = $11",
+        )
+        .bind(update.state.as_str())
+        .bind(update.next_check_at.map(to_secs))
+        .bind(update.retry_at.map(to_secs))
+        .bind(update.attempts)
+        .bind(update.reason.as_deref())
+        .bind(update.message_id.as_deref())
+        .bind(to_secs(now))
+        .bind(key.marketplace.as_str())
+        .bind(key.order_id.as_str())
+        .bind(update.stage)
+        .bind(update.expected.as_str())
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Stores the exact bytes of a message and returns its id.
+    pub async fn store_message(
+        &self,
+        key: &OrderKey,
+        stage: &str,
+        message: &Outgoing,
+        now: DateTime<Utc>,
+    ) -> Result<i64, StoreError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO messages (marketplace, order_id, stage, message_id, recipient, subject, raw, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(key.marketplace.as_str())
+        .bind(key.order_id.as_str())
+        .bind(stage)
+        .bind(message.message_id.as_str())
+        .bind(message.to.to_string())
+        .bind(message.subject.as_str())
+        .bind(message.raw.clone())
+        .bind(to_secs(now))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Appends a row to the send log.
+    pub async fn log(&self, entry: &NewLogEntry<'_>) -> Result<i64, StoreError> {
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO send_log (at, marketplace, order_id, stage, recipient, message_id, attempt, \
+             status, smtp_code, smtp_text, detail, duration_ms, subject, message_ref) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+        )
+        .bind(to_secs(entry.at))
+        .bind(entry.key.marketplace.as_str())
+        .bind(entry.key.order_id.as_str())
+        .bind(entry.stage)
+        .bind(entry.to)
+        .bind(entry.message_id)
+        .bind(entry.attempt)
+        .bind(entry.status)
+        .bind(entry.smtp_code.map(i64::from))
+        .bind(entry.smtp_text)
+        .bind(entry.detail)
+        .bind(entry.duration_ms)
+        .bind(entry.subject)
+        .bind(entry.message_ref)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    /// Reads the send log, newest first.
+    pub async fn logs(&self, q: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
+        let mut conditions = Vec::new();
+        let mut binds: Vec<Bind> = Vec::new();
+        let mut add = |condition: &str, value: Bind| {
+            binds.push(value);
+            conditions.push(condition.replace('?', &format!("${}", binds.len())));
+        };
+        if let Some(v) = &q.order_id {
+            add("order_id = ?", Bind::Text(v.clone()));
+        }
+        if let Some(v) = &q.email {
+            add("LOWER(recipient) = LOWER(?)", Bind::Text(v.clone()));
+        }
+        if let Some(v) = &q.stage {
+            add("stage = ?", Bind::Text(v.clone()));
+        }
+        if let Some(v) = &q.status {
+            add("status = ?", Bind::Text(v.clone()));
+        }
+        if let Some(v) = q.since {
+            add("at >= ?", Bind::Int(to_secs(v)));
+        }
+        if let Some(v) = q.until {
+            add("at < ?", Bind::Int(to_secs(v)));
+        }
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", conditions.join(" AND "))
+        };
+        let sql = format!(
+            "SELECT {LOG_COLUMNS} FROM send_log {filter} ORDER BY id DESC LIMIT {}",
+            q.limit.max(1)
+        );
+        let mut query = sqlx::query(&sql);
+        for b in binds {
+            query = match b {
+                Bind::Text(s) => query.bind(s),
+                Bind::Int(i) => query.bind(i),
+            };
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(decode_log).collect()
+    }
+
+    /// One send-log row by id.
+    pub async fn log_entry(&self, id: i64) -> Result<Option<LogEntry>, StoreError> {
+        let sql = format!("SELECT {LOG_COLUMNS} FROM send_log WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(decode_log).transpose()
+    }
+
+    /// A stored message by id.
+    pub async fn message(&self, id: i64) -> Result<Option<StoredMessage>, StoreError> {
+        let row = sqlx::query("SELECT id, raw FROM messages WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|r| {
+            Ok(StoredMessage {
+                id: r.try_get(0)?,
+                raw: r.try_get(1)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// How many stages are in each state.
+    pub async fn state_counts(&self) -> Result<BTreeMap<String, i64>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) FROM stages GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
+            .collect()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+enum Bind {
+    Text(String),
+    Int(i64),
+}
+
+const UPSERT_ORDER: &str = "INSERT INTO orders (marketplace, order_id, buyer_email, buyer_name, \
+    product_name, locale, time_zone, shipped_at, delivered_at, status, complaint, opted_out, \
+    order_url, tracking_url, review_url, extra, revision, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 1, $17, $17) \
+    ON CONFLICT (marketplace, order_id) DO UPDATE SET \
+    buyer_email = excluded.buyer_email, \
+    buyer_name = COALESCE(excluded.buyer_name, orders.buyer_name), \
+    product_name = excluded.product_name, \
+    locale = COALESCE(excluded.locale, orders.locale), \
+    time_zone = COALESCE(excluded.time_zone, orders.time_zone), \
+    shipped_at = COALESCE(excluded.shipped_at, orders.shipped_at), \
+    delivered_at = COALESCE(excluded.delivered_at, orders.delivered_at), \
+    status = CASE WHEN $18 = 1 THEN excluded.status ELSE orders.status END, \
+    complaint = CASE WHEN $19 = 1 THEN excluded.complaint ELSE orders.complaint END, \
+    opted_out = CASE WHEN excluded.opted_out = 1 THEN 1 ELSE orders.opted_out END, \
+    order_url = COALESCE(excluded.order_url, orders.order_url), \
+    tracking_url = COALESCE(excluded.tracking_url, orders.tracking_url), \
+    review_url = COALESCE(excluded.review_url, orders.review_url), \
+    extra = CASE WHEN excluded.extra = '{}' THEN orders.extra ELSE excluded.extra END, \
+    revision = orders.revision + 1, \
+    updated_at = excluded.updated_at \
+    RETURNING revision";
+
+/// Inserts every stage row of one order; for rows that exist, flags the open
+/// ones for a fresh look (next_check_at = 0) and leaves ended ones alone.
+fn stage_upsert_sql(stage_count: usize) -> String {
+    let values: Vec<String> = (0..stage_count)
+        .map(|i| format!("($1, $2, ${}, 'scheduled', 0, 0, $3)", i + 4))
+        .collect();
+    format!(
+        "INSERT INTO stages (marketplace, order_id, stage, state, next_check_at, attempts, updated_at) \
+         VALUES {} ON CONFLICT (marketplace, order_id, stage) DO UPDATE SET \
+         next_check_at = 0, updated_at = excluded.updated_at \
+         WHERE stages.state IN ('scheduled', 'retrying')",
+        values.join(", ")
+    )
+}
+
+fn create_sqlite_parent(url: &str) -> Result<(), StoreError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or("");
+    if path.is_empty() || path == ":memory:" {
+        return Ok(());
+    }
+    if let Some(parent) = std::path::Path::new(path).parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
+                path: parent.display().to_string(),
+                source,
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn key_from_parts(marketplace: &str, order_id: &str) -> Result<OrderKey, StoreError> {
+    let corrupt = |e: FieldError| StoreError::Corrupt {
+        key: format!("{marketplace}/{order_id}"),
+        message: e.to_string(),
+    };
+    Ok(OrderKey {
+        marketplace: Line::parse("marketplace", marketplace).map_err(corrupt)?,
+        order_id: Line::parse("order_id", order_id).map_err(corrupt)?,
+    })
+}
+
+fn decode_order(row: &AnyRow) -> Result<Order, StoreError> {
+    let marketplace: String = row.try_get(0)?;
+    let order_id: String = row.try_get(1)?;
+    let key = key_from_parts(&marketplace, &order_id)?;
+    let corrupt = |message: String| StoreError::Corrupt {
+        key: key.to_string(),
+        message,
+    };
+    let text = |i: usize| -> Result<Option<String>, StoreError> { Ok(row.try_get(i)?) };
+    let optional_line = |field: &'static str, i: usize| -> Result<Option<Line>, StoreError> {
+        match text(i)? {
+            Some(v) => Line::parse_optional(field, &v).map_err(|e| corrupt(e.to_string())),
+            None => Ok(None),
+        }
+    };
+    let url = |field: &'static str, i: usize| -> Result<Option<Line>, StoreError> {
+        parse_url(field, &text(i)?.unwrap_or_default()).map_err(|e| corrupt(e.to_string()))
+    };
+    let buyer_email =
+        BuyerEmail::parse(&row.try_get::<String, _>(2)?).map_err(|e| corrupt(e.to_string()))?;
+    let product_name = Line::parse("product_name", &row.try_get::<String, _>(4)?)
+        .map_err(|e| corrupt(e.to_string()))?;
+    let time_zone = text(6)?
+        .map(|z| parse_time_zone(&z))
+        .transpose()
+        .map_err(|e| corrupt(e.to_string()))?;
+    let shipped_at = row.try_get::<Option<i64>, _>(7)?.map(from_secs);
+    let delivered_at = row.try_get::<Option<i64>, _>(8)?.map(from_secs);
+    check_dates(shipped_at, delivered_at).map_err(|e| corrupt(e.to_string()))?;
+    let status =
+        OrderStatus::from_str(&row.try_get::<String, _>(9)?).map_err(|e| corrupt(e.to_string()))?;
+    let extra: BTreeMap<String, String> = serde_json::from_str(&row.try_get::<String, _>(15)?)
+        .map_err(|e| corrupt(format!("extra: {e}")))?;
+    Ok(Order {
+        buyer_name: optional_line("buyer_name", 3)?,
+        locale: optional_line("locale", 5)?,
+        complaint: row.try_get::<i64, _>(10)? != 0,
+        opted_out: row.try_get::<i64, _>(11)? != 0,
+        order_url: url("order_url", 12)?,
+        tracking_url: url("tracking_url", 13)?,
+        review_url: url("review_url", 14)?,
+        key,
+        buyer_email,
+        product_name,
+        time_zone,
+        shipped_at,
+        delivered_at,
+        status,
+        extra,
+    })
+}
+
+fn decode_stage(row: &AnyRow, offset: usize) -> Result<StageRow, StoreError> {
+    let state: String = row.try_get(offset + 1)?;
+    let stage: String = row.try_get(offset)?;
+    Ok(StageRow {
+        state: state.parse().map_err(|message| StoreError::Corrupt {
+            key: stage.clone(),
+            message,
+        })?,
+        stage,
+        next_check_at: row.try_get::<Option<i64>, _>(offset + 2)?.map(from_secs),
+        retry_at: row.try_get::<Option<i64>, _>(offset + 3)?.map(from_secs),
+        attempts: row.try_get(offset + 4)?,
+        reason: row.try_get(offset + 5)?,
+        message_id: row.try_get(offset + 6)?,
+        updated_at: from_secs(row.try_get(offset + 7)?),
+    })
+}
+
+fn decode_log(row: &AnyRow) -> Result<LogEntry, StoreError> {
+    Ok(LogEntry {
+        id: row.try_get(0)?,
+        at: from_secs(row.try_get(1)?),
+        order_id: row.try_get(2)?,
+        marketplace: row.try_get(3)?,
+        stage: row.try_get(4)?,
+        to: row.try_get(5)?,
+        status: row.try_get(6)?,
+        attempt: row.try_get(7)?,
+        smtp_code: row.try_get(8)?,
+        smtp_text: row.try_get(9)?,
+        message_id: row.try_get(10)?,
+        subject: row.try_get(11)?,
+        detail: row.try_get(12)?,
+        duration_ms: row.try_get(13)?,
+        message_ref: row.try_get(14)?,
+    })
+}

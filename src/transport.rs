@@ -1,0 +1,109 @@
+//! Where finished messages go: the seam between deciding and delivering.
+//!
+//! The scheduler hands an [`Outgoing`] message to a [`Transport`] and gets back
+//! either a delivery receipt or a [`SendError`] that says whether trying again
+//! could help. The outbox transport writes `.eml` files, so a new user sees
+//! real emails without a mail server.
+
+use std::path::PathBuf;
+
+use crate::config::TransportConfig;
+use crate::message::Outgoing;
+
+/// What the receiving side said when it took the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Receipt {
+    /// The SMTP reply code, where there was a server.
+    pub code: Option<u16>,
+    pub text: String,
+}
+
+/// A delivery that did not happen, classified for the retry policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SendError {
+    /// Worth retrying later (4xx reply, timeout, connection trouble).
+    #[error("temporary failure: {text}")]
+    Transient { code: Option<u16>, text: String },
+    /// Retrying cannot help (5xx reply, unusable recipient).
+    #[error("permanent failure: {text}")]
+    Permanent { code: Option<u16>, text: String },
+}
+
+impl SendError {
+    pub fn code(&self) -> Option<u16> {
+        match self {
+            Self::Transient { code, .. } | Self::Permanent { code, .. } => *code,
+        }
+    }
+
+    pub fn text(&self) -> &str {
+        match self {
+            Self::Transient { text, .. } | Self::Permanent { text, .. } => text,
+        }
+    }
+}
+
+/// A configured transport.
+#[derive(Debug)]
+pub enum Transport {
+    File(FileTransport),
+}
+
+impl Transport {
+    pub fn new(config: &TransportConfig) -> Self {
+        match config {
+            TransportConfig::File { dir } => Self::File(FileTransport { dir: dir.clone() }),
+        }
+    }
+
+    /// Delivers one message.
+    pub async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
+        match self {
+            Self::File(t) => t.send(message).await,
+        }
+    }
+
+    /// How many messages may be in flight at once.
+    pub fn concurrency(&self) -> usize {
+        match self {
+            Self::File(_) => 4,
+        }
+    }
+}
+
+/// Writes each message to `dir` as `<message-id>.eml`.
+#[derive(Debug)]
+pub struct FileTransport {
+    dir: PathBuf,
+}
+
+impl FileTransport {
+    async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
+        let io = |e: std::io::Error| SendError::Transient {
+            code: None,
+            text: format!("{}: {e}", self.dir.display()),
+        };
+        tokio::fs::create_dir_all(&self.dir).await.map_err(io)?;
+        let name: String = message
+            .message_id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.=@".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let path = self.dir.join(format!("{name}.eml"));
+        // Written beside the target and renamed, so a reader of the outbox
+        // never sees half a message.
+        let partial = self.dir.join(format!(".{name}.eml.partial"));
+        tokio::fs::write(&partial, &message.raw).await.map_err(io)?;
+        tokio::fs::rename(&partial, &path).await.map_err(io)?;
+        Ok(Receipt {
+            code: None,
+            text: format!("written to {}", path.display()),
+        })
+    }
+}
