@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::engine::{Engine, PlanLine};
 use crate::import::Format;
 use crate::lint::Forbidden;
+use crate::store::{LogEntry, LogQuery, Store};
 
 /// followupd: sends post-purchase emails to buyers, and never one with
 /// wording a marketplace would penalise.
@@ -84,6 +85,53 @@ pub enum Command {
         #[arg(long, value_parser = parse_now)]
         now: Option<DateTime<Utc>>,
     },
+    /// The send log, newest first: what was sent to whom, when, and what the server said.
+    Logs {
+        /// Only this order id.
+        #[arg(long)]
+        order: Option<String>,
+        /// Only this recipient address.
+        #[arg(long)]
+        email: Option<String>,
+        /// Only this stage.
+        #[arg(long)]
+        stage: Option<String>,
+        /// Only this outcome (sent, retrying, failed, blocked, unknown).
+        #[arg(long)]
+        status: Option<String>,
+        /// From this instant (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long, value_parser = parse_bound)]
+        since: Option<DateTime<Utc>>,
+        /// Before this instant (RFC 3339 or YYYY-MM-DD, UTC).
+        #[arg(long, value_parser = parse_bound)]
+        until: Option<DateTime<Utc>>,
+        /// At most this many rows.
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a stored message exactly as it was handed to the server.
+    Show {
+        /// An id from `followupd logs`.
+        id: i64,
+    },
+    /// Check config, templates, database and the transport (an SMTP handshake), sending nothing.
+    Check,
+    /// Send one stage of an order again, on purpose (logged as a manual resend).
+    Resend {
+        /// Order id.
+        order: String,
+        /// Stage name.
+        stage: String,
+        /// Marketplace, when the order id exists on several.
+        #[arg(long)]
+        marketplace: Option<String>,
+        /// The instant to record (RFC 3339); default: now.
+        #[arg(long, value_parser = parse_now)]
+        now: Option<DateTime<Utc>>,
+    },
     /// Lint every template (or one finished message); exit 1 on any hit.
     Lint {
         /// A finished plain-text message to lint instead of the templates.
@@ -101,15 +149,26 @@ fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
         .map_err(|e| format!("expected RFC 3339 such as 2026-12-01T10:00:00Z: {e}"))
 }
 
+fn parse_bound(s: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(date) = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d") {
+        return Ok(date.and_time(chrono::NaiveTime::MIN).and_utc());
+    }
+    parse_now(s)
+}
+
 /// Runs a parsed command line and returns the process exit code.
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     let load = || {
-        Config::load(&cli.config).with_context(|| {
+        let config = Config::load(&cli.config).with_context(|| {
             format!(
                 "loading {} (set -c or FOLLOWUPD_CONFIG to use another file)",
                 cli.config.display()
             )
-        })
+        })?;
+        for warning in &config.warnings {
+            tracing::warn!("{warning}");
+        }
+        Ok::<_, anyhow::Error>(config)
     };
     match cli.command {
         Command::Lint {
@@ -187,6 +246,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Tick { now } => {
             let engine = Engine::open(load()?).await?;
             let summary = engine.tick(now.unwrap_or_else(Utc::now)).await?;
+            engine.transport.shutdown().await;
             println!("{summary}");
             Ok(ExitCode::SUCCESS)
         }
@@ -228,6 +288,210 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(exit(preview.findings.is_empty()))
         }
+        Command::Logs {
+            order,
+            email,
+            stage,
+            status,
+            since,
+            until,
+            limit,
+            json,
+        } => {
+            let config = load()?;
+            let store = Store::open(&config.database_url).await?;
+            let entries = store
+                .logs(&LogQuery {
+                    order_id: order,
+                    email,
+                    stage,
+                    status,
+                    since,
+                    until,
+                    limit,
+                })
+                .await?;
+            print_logs(&entries, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Show { id } => {
+            let config = load()?;
+            let store = Store::open(&config.database_url).await?;
+            let entry = store
+                .log_entry(id)
+                .await?
+                .with_context(|| format!("no send-log entry {id} (see followupd logs)"))?;
+            let Some(message_id) = entry.message_ref else {
+                bail!(
+                    "entry {id} ({} {} {}) has no stored message: {}",
+                    entry.order_id,
+                    entry.stage,
+                    entry.status,
+                    entry.detail.unwrap_or_default()
+                );
+            };
+            let message = store
+                .message(message_id)
+                .await?
+                .with_context(|| format!("stored message {message_id} is missing"))?;
+            eprintln!(
+                "# entry {id}: {} {} to {}, {} at {}",
+                entry.order_id,
+                entry.stage,
+                entry.to,
+                entry.status,
+                entry.at.to_rfc3339()
+            );
+            std::io::stdout().write_all(&message.raw)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check => check(load()?).await,
+        Command::Resend {
+            order,
+            stage,
+            marketplace,
+            now,
+        } => {
+            let engine = Engine::open(load()?).await?;
+            let state = engine
+                .resend(
+                    &order,
+                    marketplace.as_deref(),
+                    &stage,
+                    now.unwrap_or_else(Utc::now),
+                )
+                .await?;
+            println!("{order} {stage}: {state}");
+            engine.transport.shutdown().await;
+            Ok(exit(state == crate::schedule::StageState::Sent))
+        }
+    }
+}
+
+fn print_logs(entries: &[LogEntry], json: bool) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    if json {
+        for e in entries {
+            writeln!(out, "{}", serde_json::to_string(e)?)?;
+        }
+        return Ok(());
+    }
+    let rows: Vec<[String; 9]> = entries
+        .iter()
+        .map(|e| {
+            let reply = match (&e.smtp_code, &e.smtp_text, &e.detail) {
+                (Some(code), Some(text), _) => format!("{code} {text}"),
+                (None, Some(text), None) => text.clone(),
+                (_, _, Some(detail)) => detail.clone(),
+                _ => String::new(),
+            };
+            [
+                e.id.to_string(),
+                e.at.format("%Y-%m-%d %H:%M:%S").to_string(),
+                e.order_id.clone(),
+                e.stage.clone(),
+                e.to.clone(),
+                e.status.clone(),
+                e.attempt.to_string(),
+                e.subject.clone().unwrap_or_default(),
+                reply.replace('\n', " "),
+            ]
+        })
+        .collect();
+    let headers = [
+        "ID", "AT (UTC)", "ORDER", "STAGE", "TO", "STATUS", "TRY", "SUBJECT", "REPLY",
+    ];
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.chars().count()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| -> String {
+        let last = cells.len() - 1;
+        cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i == last {
+                    c.to_string()
+                } else {
+                    format!("{c:<w$}", w = widths[i])
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    writeln!(out, "{}", line(headers.to_vec()))?;
+    for row in &rows {
+        writeln!(out, "{}", line(row.iter().map(|s| s.as_str()).collect()))?;
+    }
+    Ok(())
+}
+
+/// `followupd check`: each part, one line each; exit 1 if any fails.
+async fn check(config: Config) -> Result<ExitCode> {
+    let mut ok = true;
+    let mut report = |part: &str, result: Result<String, String>| match result {
+        Ok(text) => println!("ok    {part}: {text}"),
+        Err(text) => {
+            ok = false;
+            println!("FAIL  {part}: {text}");
+        }
+    };
+    for warning in &config.warnings {
+        println!("warn  config: {warning}");
+    }
+    report("config", Ok(config.path.display().to_string()));
+    let templates =
+        crate::render::Templates::load(&config.templates_dir, &config.stages, &config.forbidden);
+    report(
+        "templates",
+        match &templates {
+            Ok(t) if t.own_hits().is_empty() => Ok(format!("{} stages", config.stages.len())),
+            Ok(t) => Err(format!(
+                "{} forbidden words in the template text (run followupd lint)",
+                t.own_hits().len()
+            )),
+            Err(e) => Err(e.to_string()),
+        },
+    );
+    match Store::open(&config.database_url).await {
+        Ok(store) => {
+            let counts = store.state_counts().await.map_err(|e| e.to_string());
+            report(
+                "database",
+                counts.map(|c| {
+                    let total: i64 = c.values().sum();
+                    format!("{} ({total} stages)", redact_url(&config.database_url))
+                }),
+            );
+            store.close().await;
+        }
+        Err(e) => report("database", Err(e.to_string())),
+    }
+    match crate::transport::Transport::new(&config.transport) {
+        Ok(transport) => {
+            let result = transport.check().await.map_err(|e| e.to_string());
+            report("transport", result);
+        }
+        Err(e) => report("transport", Err(e.to_string())),
+    }
+    Ok(exit(ok))
+}
+
+/// Hides a password in a database URL.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
     }
 }
 

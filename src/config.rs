@@ -15,6 +15,7 @@ use lettre::message::Mailbox;
 use serde::Deserialize;
 
 use crate::lint::Forbidden;
+pub use crate::schedule::RetryPolicy;
 use crate::schedule::{Anchor, OnUnknown, Rules, SendingHours, SkipCondition, StageSpec};
 
 /// A configuration problem, naming the file and key so it can be fixed.
@@ -50,6 +51,8 @@ struct RawConfig {
     lint: RawLint,
     #[serde(default)]
     transport: RawTransport,
+    #[serde(default)]
+    retry: RawRetry,
     sender: RawSender,
     #[serde(default)]
     marketplaces: BTreeMap<String, RawSender>,
@@ -149,6 +152,66 @@ impl Default for RawLint {
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
 enum RawTransport {
     File { dir: PathBuf },
+    Smtp(Box<RawSmtp>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    host: String,
+    port: Option<u16>,
+    #[serde(default = "default_tls")]
+    tls: TlsMode,
+    username: Option<String>,
+    password: Option<String>,
+    password_env: Option<String>,
+    password_file: Option<PathBuf>,
+    #[serde(default = "default_pool_size")]
+    pool_size: usize,
+    #[serde(default = "default_connect_timeout")]
+    connect_timeout: String,
+    #[serde(default = "default_command_timeout")]
+    command_timeout: String,
+    #[serde(default = "default_send_timeout")]
+    send_timeout: String,
+    max_per_minute: Option<u32>,
+    max_per_hour: Option<u32>,
+    ca_file: Option<PathBuf>,
+    hello_name: Option<String>,
+}
+
+fn default_tls() -> TlsMode {
+    TlsMode::Starttls
+}
+fn default_pool_size() -> usize {
+    4
+}
+fn default_connect_timeout() -> String {
+    "10s".into()
+}
+fn default_command_timeout() -> String {
+    "30s".into()
+}
+fn default_send_timeout() -> String {
+    "2m".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawRetry {
+    max_attempts: u32,
+    first_delay: String,
+    max_delay: String,
+}
+
+impl Default for RawRetry {
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            first_delay: "1m".into(),
+            max_delay: "6h".into(),
+        }
+    }
 }
 
 impl Default for RawTransport {
@@ -240,6 +303,59 @@ pub struct Sender {
 pub enum TransportConfig {
     /// Writes each message as an `.eml` file into `dir`.
     File { dir: PathBuf },
+    /// Hands messages to an SMTP relay.
+    Smtp(SmtpConfig),
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    /// Plain text (a relay on the same machine).
+    None,
+    /// Plain connect, then STARTTLS (usually port 587).
+    Starttls,
+    /// TLS from the first byte (usually port 465).
+    Tls,
+}
+
+/// A password that never appears in logs or debug output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+/// `[transport] kind = "smtp"`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SmtpConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: TlsMode,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// Connections kept open, and messages in flight at once.
+    pub pool_size: usize,
+    pub connect_timeout: std::time::Duration,
+    /// Bound on each SMTP command's reply.
+    pub command_timeout: std::time::Duration,
+    /// Bound on a whole send, connection included.
+    pub send_timeout: std::time::Duration,
+    pub max_per_minute: Option<u32>,
+    pub max_per_hour: Option<u32>,
+    /// An extra trusted root certificate (PEM), for a private relay.
+    pub ca_file: Option<PathBuf>,
+    /// The name to say in EHLO (default: this machine's host name).
+    pub hello_name: Option<String>,
 }
 
 /// How another export's columns map onto followupd's canonical fields.
@@ -264,9 +380,12 @@ pub struct Config {
     pub templates_dir: PathBuf,
     pub forbidden: Forbidden,
     pub transport: TransportConfig,
+    pub retry: RetryPolicy,
     pub sender: Sender,
     pub marketplaces: BTreeMap<String, Sender>,
     pub mappings: BTreeMap<String, ColumnMapping>,
+    /// Things that work but deserve the operator's attention.
+    pub warnings: Vec<String>,
 }
 
 /// The canonical order fields a mapping may name.
@@ -425,10 +544,15 @@ impl Builder<'_> {
         let stages = self.stages(&raw.stages)?;
         let forbidden = Forbidden::new(&raw.lint.forbidden)
             .map_err(|message| self.invalid("lint.forbidden", message))?;
-        let transport = match raw.transport {
-            RawTransport::File { dir } => TransportConfig::File {
-                dir: self.resolve(&dir),
-            },
+        let mut warnings = Vec::new();
+        let transport = self.transport(raw.transport, &mut warnings)?;
+        if raw.retry.max_attempts == 0 {
+            return Err(self.invalid("retry.max_attempts", "must be at least 1"));
+        }
+        let retry = RetryPolicy {
+            max_attempts: raw.retry.max_attempts,
+            first_delay: self.duration("retry.first_delay", &raw.retry.first_delay)?,
+            max_delay: self.duration("retry.max_delay", &raw.retry.max_delay)?,
         };
         let sender = self.sender("sender", &raw.sender, None)?;
         let mut marketplaces = BTreeMap::new();
@@ -451,10 +575,111 @@ impl Builder<'_> {
             templates_dir: self.resolve(&raw.templates.dir),
             forbidden,
             transport,
+            retry,
             sender,
             marketplaces,
             mappings,
+            warnings,
         })
+    }
+
+    fn std_duration(&self, key: &str, value: &str) -> Result<std::time::Duration, ConfigError> {
+        humantime::parse_duration(value)
+            .map_err(|e| self.invalid(key, format!("'{value}' is not a duration like 30s: {e}")))
+    }
+
+    fn transport(
+        &self,
+        raw: RawTransport,
+        warnings: &mut Vec<String>,
+    ) -> Result<TransportConfig, ConfigError> {
+        let raw = match raw {
+            RawTransport::File { dir } => {
+                return Ok(TransportConfig::File {
+                    dir: self.resolve(&dir),
+                })
+            }
+            RawTransport::Smtp(smtp) => *smtp,
+        };
+        let RawSmtp {
+            host,
+            port,
+            tls,
+            username,
+            password,
+            password_env,
+            password_file,
+            pool_size,
+            connect_timeout,
+            command_timeout,
+            send_timeout,
+            max_per_minute,
+            max_per_hour,
+            ca_file,
+            hello_name,
+        } = raw;
+        let sources = [
+            password.is_some(),
+            password_env.is_some(),
+            password_file.is_some(),
+        ];
+        if sources.iter().filter(|s| **s).count() > 1 {
+            return Err(self.invalid(
+                "transport.password",
+                "give only one of password, password_env and password_file",
+            ));
+        }
+        let password = if let Some(inline) = password {
+            warnings.push(format!(
+                "{}: transport.password is written in the file; prefer password_env or password_file",
+                self.path.display()
+            ));
+            Some(Secret(inline))
+        } else if let Some(var) = password_env {
+            let value = std::env::var(&var).map_err(|_| {
+                self.invalid(
+                    "transport.password_env",
+                    format!("environment variable {var} is not set"),
+                )
+            })?;
+            Some(Secret(value))
+        } else if let Some(file) = password_file {
+            let path = self.resolve(&file);
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                self.invalid(
+                    "transport.password_file",
+                    format!("{}: {e}", path.display()),
+                )
+            })?;
+            Some(Secret(text.trim_end_matches(['\r', '\n']).to_string()))
+        } else {
+            None
+        };
+        if password.is_some() && username.is_none() {
+            return Err(self.invalid("transport.username", "a password is set but no username"));
+        }
+        if pool_size == 0 {
+            return Err(self.invalid("transport.pool_size", "must be at least 1"));
+        }
+        Ok(TransportConfig::Smtp(SmtpConfig {
+            port: port.unwrap_or(match tls {
+                TlsMode::None => 25,
+                TlsMode::Starttls => 587,
+                TlsMode::Tls => 465,
+            }),
+            host,
+            tls,
+            username,
+            password,
+            pool_size,
+            connect_timeout: self.std_duration("transport.connect_timeout", &connect_timeout)?,
+            command_timeout: self.std_duration("transport.command_timeout", &command_timeout)?,
+            send_timeout: self.std_duration("transport.send_timeout", &send_timeout)?,
+            max_per_minute,
+            max_per_hour,
+            ca_file: ca_file.map(|p| self.resolve(&p)),
+            hello_name,
+        }))
     }
 
     /// SQLite paths are resolved against the config file's folder, like

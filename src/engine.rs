@@ -10,7 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -27,11 +28,11 @@ use crate::transport::{SendError, Transport};
 /// small enough that a reader never waits long.
 const IMPORT_BATCH: usize = 1_000;
 
+/// The reason (and log note) of a stage re-sent after an in-doubt attempt.
+const IN_DOUBT_RESEND: &str = "re-send of an in-doubt attempt (on_unknown = resend)";
+
 /// Orders looked at per scheduling query.
 const CHECK_BATCH: i64 = 500;
-
-/// Sends that fail transiently are retried at most this many times in all.
-pub const MAX_ATTEMPTS: i64 = 8;
 
 /// An error that stops a whole command (as opposed to one order).
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +49,10 @@ pub enum EngineError {
     AmbiguousOrder(String, String),
     #[error("no stage '{0}' in config")]
     NoStage(String),
+    #[error("{0} is being sent right now")]
+    InFlight(String),
+    #[error(transparent)]
+    Smtp(#[from] crate::transport::smtp::SmtpSetupError),
 }
 
 /// Totals of one import.
@@ -147,7 +152,7 @@ impl Engine {
         let templates = Templates::load(&config.templates_dir, &config.stages, &config.forbidden)?;
         let store = Store::open(&config.database_url).await?;
         store.ensure_stage_rows(&stage_names(&config)).await?;
-        let transport = Transport::new(&config.transport);
+        let transport = Transport::new(&config.transport)?;
         Ok(Self {
             config: Arc::new(config),
             templates: Arc::new(templates),
@@ -191,6 +196,7 @@ impl Engine {
 
     /// Sends everything due at `now` and records every decision.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickSummary, EngineError> {
+        self.recover_in_flight(now).await?;
         let mut summary = TickSummary::default();
         let mut seen: HashSet<OrderKey> = HashSet::new();
         loop {
@@ -202,8 +208,19 @@ impl Engine {
             if fresh.is_empty() {
                 break;
             }
-            for key in fresh {
-                match self.process_order(&key, now).await {
+            // Orders are independent, so up to the transport's capacity of
+            // them are worked on at once.
+            let results: Vec<(OrderKey, Result<TickSummary, EngineError>)> =
+                futures_util::stream::iter(fresh)
+                    .map(|key| async move {
+                        let result = self.process_order(&key, now).await;
+                        (key, result)
+                    })
+                    .buffer_unordered(self.transport.concurrency())
+                    .collect()
+                    .await;
+            for (key, result) in results {
+                match result {
                     Ok(s) => summary.add(&s),
                     Err(e) => {
                         // One bad order must not stop the others.
@@ -245,7 +262,17 @@ impl Engine {
                 now,
             );
             let state = match evaluation.decision {
-                Decision::Due => self.deliver(&order, spec, row, now).await?,
+                Decision::Due => {
+                    let after_doubt = row.attempts > 0
+                        && self
+                            .store
+                            .last_log_status(key, &spec.name)
+                            .await?
+                            .as_deref()
+                            == Some(StageState::Unknown.as_str());
+                    let note = after_doubt.then_some(IN_DOUBT_RESEND);
+                    self.deliver(&order, spec, row, now, note).await?
+                }
                 Decision::Wait { until, reason } => {
                     self.set_state(&order.key, row, row.state, until, reason.to_string(), now)
                         .await?
@@ -328,12 +355,15 @@ impl Engine {
         })
     }
 
+    /// Composes, lints and sends one stage, recording every step. `note`
+    /// goes into the send log (a manual or in-doubt re-send says so).
     async fn deliver(
         &self,
         order: &Order,
         spec: &StageSpec,
         row: &StageRow,
         now: DateTime<Utc>,
+        note: Option<&str>,
     ) -> Result<StageState, EngineError> {
         let key = &order.key;
         let attempt = row.attempts + 1;
@@ -348,7 +378,7 @@ impl Engine {
             status,
             smtp_code: None,
             smtp_text: None,
-            detail: None,
+            detail: note,
             duration_ms: None,
             subject: None,
             message_ref: None,
@@ -363,6 +393,7 @@ impl Engine {
                     ComposeError::Render(_) => StageState::Blocked,
                 };
                 let detail = e.to_string();
+                tracing::warn!(order = %key, stage = %spec.name, outcome = %state, error = %detail, "message not composed");
                 self.store
                     .log(&NewLogEntry {
                         detail: Some(&detail),
@@ -387,7 +418,7 @@ impl Engine {
                 .map(|f| f.to_string())
                 .collect::<Vec<_>>()
                 .join("; ");
-            tracing::warn!(order = %key, stage = %spec.name, findings = %detail, "message blocked by the lint");
+            tracing::warn!(order = %key, stage = %spec.name, outcome = "blocked", findings = %detail, "message blocked by the lint");
             self.store
                 .log(&NewLogEntry {
                     detail: Some(&detail),
@@ -400,7 +431,7 @@ impl Engine {
         }
 
         // Mark the stage in flight before talking to the transport: if the
-        // process dies during the send, the next start sees `sending` and
+        // process dies during the send, the next start finds `sending` and
         // knows the outcome is in doubt.
         let sending = StageUpdate {
             stage: &spec.name,
@@ -409,7 +440,7 @@ impl Engine {
             next_check_at: None,
             retry_at: row.retry_at,
             attempts: attempt,
-            reason: Some("handed to the transport".into()),
+            reason: Some(note.unwrap_or("handed to the transport").to_string()),
             message_id: Some(out.message_id.clone()),
         };
         if !self.store.update_stage(key, &sending, now).await? {
@@ -418,60 +449,142 @@ impl Engine {
         let started = Instant::now();
         let result = self.transport.send(out).await;
         let duration_ms = Some(started.elapsed().as_millis() as i64);
-        let finish =
-            |state: StageState, retry_at: Option<DateTime<Utc>>, reason: String| StageUpdate {
-                stage: &spec.name,
+        let (state, retry_at, reason) = match &result {
+            Ok(_) => (
+                StageState::Sent,
+                None,
+                format!("sent at {}", now.to_rfc3339()),
+            ),
+            Err(SendError::Transient { text, .. })
+                if attempt < i64::from(self.config.retry.max_attempts) =>
+            {
+                let attempt_number = u32::try_from(attempt).unwrap_or(u32::MAX);
+                let retry_at = now + self.config.retry.delay(attempt_number, fastrand::f64());
+                (
+                    StageState::Retrying,
+                    Some(retry_at),
+                    format!("attempt {attempt} failed: {text}"),
+                )
+            }
+            Err(e @ SendError::Transient { .. }) => (
+                StageState::Failed,
+                None,
+                format!("gave up after {attempt} attempts: {e}"),
+            ),
+            Err(e @ SendError::Permanent { .. }) => (StageState::Failed, None, e.to_string()),
+            Err(e @ SendError::InDoubt { .. }) => (
+                StageState::Unknown,
+                None,
+                format!("{e}; not re-sent automatically"),
+            ),
+        };
+        let (code, text) = match &result {
+            Ok(receipt) => (receipt.code, receipt.text.as_str()),
+            Err(e) => (e.code(), e.text()),
+        };
+        tracing::info!(order = %key, stage = %spec.name, outcome = %state, attempt, smtp_code = ?code, "send attempt finished");
+        self.store
+            .log(&NewLogEntry {
+                smtp_code: code,
+                smtp_text: Some(text),
+                duration_ms,
+                ..sent_log(state.as_str())
+            })
+            .await?;
+        let finished = StageUpdate {
+            stage: &spec.name,
+            expected: StageState::Sending,
+            state,
+            next_check_at: retry_at,
+            retry_at,
+            attempts: attempt,
+            reason: Some(reason),
+            message_id: None,
+        };
+        self.store.update_stage(key, &finished, now).await?;
+        Ok(state)
+    }
+
+    /// Settles stages left in `sending` by a process that died mid-send.
+    /// Nobody knows whether the server took those messages, so they become
+    /// `unknown` and are never re-sent, unless their stage opted into
+    /// `on_unknown = "resend"`, in which case they are retried at once
+    /// (same Message-ID, so the receiving side can spot the repeat).
+    pub async fn recover_in_flight(&self, now: DateTime<Utc>) -> Result<u64, EngineError> {
+        let mut settled = 0;
+        for (key, row, to) in self.store.stages_in_state(StageState::Sending).await? {
+            let resend = self
+                .config
+                .stage(&row.stage)
+                .is_some_and(|s| s.on_unknown == schedule::OnUnknown::Resend);
+            let (state, reason, retry_at) = if resend {
+                (StageState::Retrying, IN_DOUBT_RESEND, Some(now))
+            } else {
+                (
+                    StageState::Unknown,
+                    "the process stopped during the send; the server may or may not have the message",
+                    None,
+                )
+            };
+            let update = StageUpdate {
+                stage: &row.stage,
                 expected: StageState::Sending,
                 state,
                 next_check_at: retry_at,
                 retry_at,
-                attempts: attempt,
-                reason: Some(reason),
+                attempts: row.attempts,
+                reason: Some(reason.to_string()),
                 message_id: None,
             };
-        let (update, entry) = match &result {
-            Ok(receipt) => (
-                finish(
-                    StageState::Sent,
-                    None,
-                    format!("sent at {}", now.to_rfc3339()),
-                ),
-                NewLogEntry {
-                    smtp_code: receipt.code,
-                    smtp_text: Some(&receipt.text),
-                    duration_ms,
-                    ..sent_log("sent")
-                },
-            ),
-            Err(SendError::Transient { code, text }) if attempt < MAX_ATTEMPTS => {
-                let retry_at = now + backoff(attempt);
-                (
-                    finish(
-                        StageState::Retrying,
-                        Some(retry_at),
-                        format!("attempt {attempt} failed: {text}"),
-                    ),
-                    NewLogEntry {
-                        smtp_code: *code,
-                        smtp_text: Some(text),
-                        duration_ms,
-                        ..sent_log("retrying")
-                    },
-                )
+            if self.store.update_stage(&key, &update, now).await? {
+                tracing::warn!(order = %key, stage = %row.stage, outcome = %state, "in-doubt send settled");
+                self.store
+                    .log(&NewLogEntry {
+                        at: now,
+                        key: &key,
+                        stage: &row.stage,
+                        to: &to,
+                        message_id: row.message_id.as_deref(),
+                        attempt: row.attempts,
+                        status: StageState::Unknown.as_str(),
+                        smtp_code: None,
+                        smtp_text: None,
+                        detail: Some(reason),
+                        duration_ms: None,
+                        subject: None,
+                        message_ref: None,
+                    })
+                    .await?;
+                settled += 1;
             }
-            Err(e) => (
-                finish(StageState::Failed, None, e.to_string()),
-                NewLogEntry {
-                    smtp_code: e.code(),
-                    smtp_text: Some(e.text()),
-                    duration_ms,
-                    ..sent_log("failed")
-                },
-            ),
-        };
-        self.store.log(&entry).await?;
-        self.store.update_stage(key, &update, now).await?;
-        Ok(update.state)
+        }
+        Ok(settled)
+    }
+
+    /// Sends one stage again on purpose, whatever its state, and logs it as
+    /// a manual re-send. The message is composed afresh and linted like any
+    /// other; the Message-ID stays the same.
+    pub async fn resend(
+        &self,
+        order_id: &str,
+        marketplace: Option<&str>,
+        stage: &str,
+        now: DateTime<Utc>,
+    ) -> Result<StageState, EngineError> {
+        let spec = self
+            .config
+            .stage(stage)
+            .ok_or_else(|| EngineError::NoStage(stage.to_string()))?;
+        let (order, rows) = self.find_order(order_id, marketplace).await?;
+        let row = rows
+            .into_iter()
+            .find(|r| r.stage == stage)
+            .ok_or_else(|| EngineError::NoStage(stage.to_string()))?;
+        if row.state == StageState::Sending {
+            return Err(EngineError::InFlight(format!("{}/{stage}", order.key)));
+        }
+        let note = format!("manual resend (was {})", row.state);
+        self.deliver(&order, spec, &row, now, Some(&note)).await
     }
 
     /// What every stage of every order would do at `now`, in key order.
@@ -531,17 +644,6 @@ pub enum ComposeError {
     Render(#[from] render::RenderError),
     #[error(transparent)]
     Message(#[from] message::MessageError),
-}
-
-/// Waiting time before attempt `attempt + 1`: doubling from one minute up to
-/// six hours, with up to 20% random jitter so that retries after an outage
-/// do not arrive at the server all at once.
-pub fn backoff(attempt: i64) -> Duration {
-    let exponent = (attempt - 1).clamp(0, 20) as u32;
-    let base = Duration::minutes(1) * 2i32.saturating_pow(exponent);
-    let capped = base.min(Duration::hours(6));
-    let jitter_ms = (capped.num_milliseconds() as f64 * 0.2 * fastrand::f64()) as i64;
-    capped + Duration::milliseconds(jitter_ms)
 }
 
 /// Names of the configured stages, in order.

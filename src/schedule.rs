@@ -426,3 +426,29 @@ fn decide(
         Decision::Due
     }
 }
+
+/// How transient delivery failures are retried.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first one included.
+    pub max_attempts: u32,
+    pub first_delay: Duration,
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// The wait after failed attempt number `attempt` (1-based): doubling
+    /// from `first_delay` up to `max_delay`, stretched by `jitter` (a
+    /// fraction in 0..1, up to 20% extra) so that messages held back by one
+    /// outage do not all return to the server at the same second.
+    pub fn delay(&self, attempt: u32, jitter: f64) -> Duration {
+        let doublings = attempt.saturating_sub(1).min(30);
+        let base = self
+            .first_delay
+            .checked_mul(2i32.saturating_pow(doublings))
+            .unwrap_or(self.max_delay)
+            .min(self.max_delay);
+        let extra = (base.num_milliseconds() as f64 * 0.2 * jitter.clamp(0.0, 1.0)) as i64;
+        base + Duration::milliseconds(extra)
+    }
+}

@@ -417,6 +417,46 @@ impl Store {
         Ok(())
     }
 
+    /// The status of the newest send-log row of one stage.
+    pub async fn last_log_status(
+        &self,
+        key: &OrderKey,
+        stage: &str,
+    ) -> Result<Option<String>, StoreError> {
+        Ok(sqlx::query_scalar(
+            "SELECT status FROM send_log WHERE marketplace = $1 AND order_id = $2 AND stage = $3 \
+             ORDER BY id DESC LIMIT 1",
+        )
+        .bind(key.marketplace.as_str())
+        .bind(key.order_id.as_str())
+        .bind(stage)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Every stage in `state`, with its order key and recipient.
+    pub async fn stages_in_state(
+        &self,
+        state: StageState,
+    ) -> Result<Vec<(OrderKey, StageRow, String)>, StoreError> {
+        let sql = format!(
+            "SELECT s.marketplace, s.order_id, o.buyer_email, {STAGE_COLUMNS} FROM stages s \
+             JOIN orders o ON o.marketplace = s.marketplace AND o.order_id = s.order_id \
+             WHERE s.state = $1"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(state.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let key =
+                    key_from_parts(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?)?;
+                Ok((key, decode_stage(row, 3)?, row.try_get(2)?))
+            })
+            .collect()
+    }
+
     /// Applies `update` if the stage is still in the state it was read in.
     /// Returns false when someone else changed it first.
     pub async fn update_stage(

@@ -3,7 +3,9 @@
 //! The scheduler hands an [`Outgoing`] message to a [`Transport`] and gets back
 //! either a delivery receipt or a [`SendError`] that says whether trying again
 //! could help. The outbox transport writes `.eml` files, so a new user sees
-//! real emails without a mail server.
+//! real emails without a mail server; the SMTP transport talks to a relay.
+
+pub mod smtp;
 
 use std::path::PathBuf;
 
@@ -27,18 +29,25 @@ pub enum SendError {
     /// Retrying cannot help (5xx reply, unusable recipient).
     #[error("permanent failure: {text}")]
     Permanent { code: Option<u16>, text: String },
+    /// The message was on its way when the connection failed or went
+    /// silent: the server may or may not have it.
+    #[error("delivery in doubt: {text}")]
+    InDoubt { text: String },
 }
 
 impl SendError {
     pub fn code(&self) -> Option<u16> {
         match self {
             Self::Transient { code, .. } | Self::Permanent { code, .. } => *code,
+            Self::InDoubt { .. } => None,
         }
     }
 
     pub fn text(&self) -> &str {
         match self {
-            Self::Transient { text, .. } | Self::Permanent { text, .. } => text,
+            Self::Transient { text, .. }
+            | Self::Permanent { text, .. }
+            | Self::InDoubt { text } => text,
         }
     }
 }
@@ -47,19 +56,22 @@ impl SendError {
 #[derive(Debug)]
 pub enum Transport {
     File(FileTransport),
+    Smtp(Box<smtp::SmtpTransport>),
 }
 
 impl Transport {
-    pub fn new(config: &TransportConfig) -> Self {
-        match config {
+    pub fn new(config: &TransportConfig) -> Result<Self, smtp::SmtpSetupError> {
+        Ok(match config {
             TransportConfig::File { dir } => Self::File(FileTransport { dir: dir.clone() }),
-        }
+            TransportConfig::Smtp(smtp) => Self::Smtp(Box::new(smtp::SmtpTransport::new(smtp)?)),
+        })
     }
 
     /// Delivers one message.
     pub async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
         match self {
             Self::File(t) => t.send(message).await,
+            Self::Smtp(t) => t.send(message).await,
         }
     }
 
@@ -67,6 +79,30 @@ impl Transport {
     pub fn concurrency(&self) -> usize {
         match self {
             Self::File(_) => 4,
+            Self::Smtp(t) => t.pool_size(),
+        }
+    }
+
+    /// Checks that the transport can deliver, sending nothing.
+    pub async fn check(&self) -> Result<String, SendError> {
+        match self {
+            Self::File(t) => {
+                tokio::fs::create_dir_all(&t.dir)
+                    .await
+                    .map_err(|e| SendError::Transient {
+                        code: None,
+                        text: format!("{}: {e}", t.dir.display()),
+                    })?;
+                Ok(format!("outbox {} is writable", t.dir.display()))
+            }
+            Self::Smtp(t) => t.handshake().await,
+        }
+    }
+
+    /// Lets in-flight work finish and closes connections.
+    pub async fn shutdown(&self) {
+        if let Self::Smtp(t) = self {
+            t.shutdown().await;
         }
     }
 }

@@ -1,0 +1,405 @@
+//! Delivery over SMTP with lettre, knowing exactly how far each send got.
+//!
+//! lettre's high-level transport reports a failure but not whether the
+//! server might already have the message. followupd promises "at most once",
+//! so this module drives the transaction step by step (MAIL, RCPT, DATA, then
+//! the message) on lettre's connection type. A failure before the final dot
+//! is safe to retry; a definite reply after it is a normal outcome; silence
+//! or a dropped connection after it leaves the delivery in doubt, which the
+//! caller records as `unknown` instead of risking a duplicate.
+//!
+//! Connections are pooled (up to `pool_size`, each checked with NOOP before
+//! reuse, so a connection the server closed while idle is replaced), every
+//! step has its own timeout, the whole send has an overall one, and sends
+//! are paced by the configured per-minute and per-hour limits.
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use lettre::address::Envelope;
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailParameter};
+use lettre::transport::smtp::response::Response;
+use tokio::sync::{Mutex, Semaphore};
+
+use super::{Receipt, SendError};
+use crate::config::{SmtpConfig, TlsMode};
+use crate::message::Outgoing;
+
+/// A problem with the SMTP settings themselves.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpSetupError {
+    #[error("transport.ca_file {path}: {message}")]
+    CaFile { path: String, message: String },
+    #[error("TLS setup for {host}: {message}")]
+    Tls { host: String, message: String },
+}
+
+/// How far a transaction got when it stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    Connect,
+    Mail,
+    Rcpt,
+    Data,
+    /// The message and its final dot: from here on, silence means doubt.
+    Message,
+}
+
+impl Step {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connecting",
+            Self::Mail => "MAIL FROM",
+            Self::Rcpt => "RCPT TO",
+            Self::Data => "DATA",
+            Self::Message => "the message body",
+        }
+    }
+}
+
+/// An SMTP relay with a connection pool and rate limits.
+pub struct SmtpTransport {
+    config: SmtpConfig,
+    tls: Option<TlsParameters>,
+    hello: ClientId,
+    idle: Mutex<Vec<AsyncSmtpConnection>>,
+    slots: Semaphore,
+    per_minute: Option<Arc<DefaultDirectRateLimiter>>,
+    per_hour: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+impl std::fmt::Debug for SmtpTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpTransport")
+            .field("host", &self.config.host)
+            .field("port", &self.config.port)
+            .finish_non_exhaustive()
+    }
+}
+
+fn limiter(quota: Option<Quota>) -> Option<Arc<DefaultDirectRateLimiter>> {
+    quota.map(|q| Arc::new(RateLimiter::direct(q)))
+}
+
+impl SmtpTransport {
+    pub fn new(config: &SmtpConfig) -> Result<Self, SmtpSetupError> {
+        let tls = match config.tls {
+            TlsMode::None => None,
+            TlsMode::Starttls | TlsMode::Tls => Some(tls_parameters(config)?),
+        };
+        let hello = match &config.hello_name {
+            Some(name) => ClientId::Domain(name.clone()),
+            None => ClientId::default(),
+        };
+        Ok(Self {
+            tls,
+            hello,
+            idle: Mutex::new(Vec::new()),
+            slots: Semaphore::new(config.pool_size.max(1)),
+            per_minute: limiter(
+                config
+                    .max_per_minute
+                    .and_then(NonZeroU32::new)
+                    .map(Quota::per_minute),
+            ),
+            per_hour: limiter(
+                config
+                    .max_per_hour
+                    .and_then(NonZeroU32::new)
+                    .map(Quota::per_hour),
+            ),
+            config: config.clone(),
+        })
+    }
+
+    pub fn pool_size(&self) -> usize {
+        self.config.pool_size.max(1)
+    }
+
+    /// Connects, says EHLO, upgrades to TLS and authenticates as configured.
+    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+        let implicit_tls = match self.config.tls {
+            TlsMode::Tls => self.tls.clone(),
+            _ => None,
+        };
+        let address = (self.config.host.as_str(), self.config.port);
+        let timeout = self.config.connect_timeout;
+        let mut conn = bounded(
+            timeout,
+            Step::Connect,
+            AsyncSmtpConnection::connect_tokio1(
+                address,
+                Some(timeout),
+                &self.hello,
+                implicit_tls,
+                None,
+            ),
+        )
+        .await?;
+        if self.config.tls == TlsMode::Starttls {
+            let params = self.tls.clone().ok_or_else(|| SendError::Transient {
+                code: None,
+                text: "STARTTLS configured without TLS parameters".into(),
+            })?;
+            if !conn.can_starttls() {
+                conn.abort().await;
+                return Err(SendError::Transient {
+                    code: None,
+                    text: format!("{} does not offer STARTTLS", self.config.host),
+                });
+            }
+            bounded(
+                self.config.command_timeout,
+                Step::Connect,
+                conn.starttls(params, &self.hello),
+            )
+            .await?;
+        }
+        if let (Some(user), Some(password)) = (&self.config.username, &self.config.password) {
+            let credentials = Credentials::new(user.clone(), password.expose().to_string());
+            let mechanisms = [Mechanism::Plain, Mechanism::Login];
+            if let Err(e) = bounded(
+                self.config.command_timeout,
+                Step::Connect,
+                conn.auth(&mechanisms, &credentials),
+            )
+            .await
+            {
+                conn.abort().await;
+                return Err(e);
+            }
+        }
+        Ok(conn)
+    }
+
+    /// An idle pooled connection that still answers NOOP, or a new one.
+    async fn checkout(&self) -> Result<AsyncSmtpConnection, SendError> {
+        loop {
+            let parked = self.idle.lock().await.pop();
+            let Some(mut conn) = parked else {
+                return self.connect().await;
+            };
+            let alive = tokio::time::timeout(self.config.command_timeout, conn.test_connected())
+                .await
+                .unwrap_or(false);
+            if alive {
+                return Ok(conn);
+            }
+            conn.abort().await;
+        }
+    }
+
+    async fn checkin(&self, mut conn: AsyncSmtpConnection) {
+        if conn.has_broken() {
+            conn.abort().await;
+        } else {
+            self.idle.lock().await.push(conn);
+        }
+    }
+
+    /// Delivers one message; see the module comment for how failures are
+    /// classified.
+    pub async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| SendError::Transient {
+                code: None,
+                text: "transport is shutting down".into(),
+            })?;
+        if let Some(l) = &self.per_hour {
+            l.until_ready().await;
+        }
+        if let Some(l) = &self.per_minute {
+            l.until_ready().await;
+        }
+        let overall = self.config.send_timeout;
+        let mut step = Step::Connect;
+        let attempt = async {
+            let mut conn = self.checkout().await?;
+            let result = self.transaction(&mut conn, message, &mut step).await;
+            // Only a completed transaction leaves the connection in a state
+            // fit for the next message; after any failure it is dropped.
+            match &result {
+                Ok(_) => self.checkin(conn).await,
+                Err(_) => conn.abort().await,
+            }
+            result
+        };
+        match tokio::time::timeout(overall, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(no_reply(
+                step,
+                format!(
+                    "no reply within {}s while {}",
+                    overall.as_secs(),
+                    step.as_str()
+                ),
+            )),
+        }
+    }
+
+    async fn transaction(
+        &self,
+        conn: &mut AsyncSmtpConnection,
+        message: &Outgoing,
+        step: &mut Step,
+    ) -> Result<Receipt, SendError> {
+        let envelope = Envelope::new(Some(message.from.clone()), vec![message.to.clone()])
+            .map_err(|e| SendError::Permanent {
+                code: None,
+                text: format!("invalid envelope: {e}"),
+            })?;
+        let mut options = Vec::new();
+        if !message.from.to_string().is_ascii() || !message.to.to_string().is_ascii() {
+            if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+                return Err(SendError::Permanent {
+                    code: None,
+                    text: "the recipient address needs SMTPUTF8, which the server does not offer"
+                        .into(),
+                });
+            }
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        let timeout = self.config.command_timeout;
+        *step = Step::Mail;
+        bounded(
+            timeout,
+            *step,
+            conn.command(Mail::new(envelope.from().cloned(), options)),
+        )
+        .await?;
+        *step = Step::Rcpt;
+        for to in envelope.to() {
+            bounded(timeout, *step, conn.command(Rcpt::new(to.clone(), vec![]))).await?;
+        }
+        *step = Step::Data;
+        bounded(timeout, *step, conn.command(Data)).await?;
+        *step = Step::Message;
+        let response = bounded(timeout, *step, conn.message(&message.raw)).await?;
+        Ok(receipt(&response))
+    }
+
+    /// Opens a connection, completes EHLO, STARTTLS and AUTH, then says
+    /// QUIT: a check that the settings work, sending nothing.
+    pub async fn handshake(&self) -> Result<String, SendError> {
+        let mut conn = self.connect().await?;
+        let encrypted = conn.is_encrypted();
+        let _ = conn.quit().await;
+        Ok(format!(
+            "{}:{}: EHLO ok{}{}",
+            self.config.host,
+            self.config.port,
+            if encrypted { ", TLS ok" } else { "" },
+            if self.config.username.is_some() {
+                ", AUTH ok"
+            } else {
+                ""
+            }
+        ))
+    }
+
+    /// Closes idle connections politely.
+    pub async fn shutdown(&self) {
+        let mut idle = self.idle.lock().await;
+        for mut conn in idle.drain(..) {
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+        }
+    }
+}
+
+fn receipt(response: &Response) -> Receipt {
+    Receipt {
+        code: Some(u16::from(response.code())),
+        text: response.message().collect::<Vec<_>>().join(" "),
+    }
+}
+
+/// Runs one SMTP step under `timeout`, classifying what went wrong.
+async fn bounded<T>(
+    timeout: Duration,
+    step: Step,
+    fut: impl std::future::Future<Output = Result<T, lettre::transport::smtp::Error>>,
+) -> Result<T, SendError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(classify(&e, step)),
+        Err(_) => Err(no_reply(
+            step,
+            format!(
+                "no reply within {}s to {}",
+                timeout.as_secs(),
+                step.as_str()
+            ),
+        )),
+    }
+}
+
+/// A failure without an SMTP reply: in doubt once the message was on its way.
+fn no_reply(step: Step, text: String) -> SendError {
+    if step == Step::Message {
+        SendError::InDoubt { text }
+    } else {
+        SendError::Transient { code: None, text }
+    }
+}
+
+fn classify(e: &lettre::transport::smtp::Error, step: Step) -> SendError {
+    let text = error_text(e);
+    if step == Step::Connect {
+        // Greeting, TLS or login trouble says nothing about the message:
+        // always worth another try once the operator or server sorts it out.
+        return SendError::Transient {
+            code: e.status().map(u16::from),
+            text,
+        };
+    }
+    match e.status().map(u16::from) {
+        Some(code) if (400..500).contains(&code) => SendError::Transient {
+            code: Some(code),
+            text,
+        },
+        Some(code) => SendError::Permanent {
+            code: Some(code),
+            text,
+        },
+        None if e.is_tls() => SendError::Transient { code: None, text },
+        None => no_reply(step, format!("{text} (while {})", step.as_str())),
+    }
+}
+
+fn error_text(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn tls_parameters(config: &SmtpConfig) -> Result<TlsParameters, SmtpSetupError> {
+    let mut builder = TlsParameters::builder(config.host.clone());
+    if let Some(path) = &config.ca_file {
+        let pem = std::fs::read(path).map_err(|e| SmtpSetupError::CaFile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let cert = Certificate::from_pem(&pem).map_err(|e| SmtpSetupError::CaFile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        builder = builder.add_root_certificate(cert);
+    }
+    builder.build_rustls().map_err(|e| SmtpSetupError::Tls {
+        host: config.host.clone(),
+        message: e.to_string(),
+    })
+}
