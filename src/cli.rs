@@ -61,6 +61,12 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run as a service: import from the inbox, send what is due, sleep until the next.
+    Run {
+        /// Import these files once at start (they are not moved).
+        #[arg(long)]
+        import: Vec<PathBuf>,
+    },
     /// Send everything due at an instant, print a summary and exit.
     Tick {
         /// The instant to act for (RFC 3339); default: now.
@@ -243,8 +249,37 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Run { import } => {
+            let (wake_tx, wake_rx) = tokio::sync::mpsc::unbounded_channel();
+            let mut hangups =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+            let reload_tx = wake_tx.clone();
+            tokio::spawn(async move {
+                while hangups.recv().await.is_some() {
+                    if reload_tx
+                        .send(crate::daemon::Wake::Reload("SIGHUP"))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+            crate::daemon::run(
+                cli.config.clone(),
+                crate::daemon::RunOptions { import },
+                stop_signal()?,
+                wake_rx,
+                wake_tx,
+            )
+            .await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Tick { now } => {
-            let engine = Engine::open(load()?).await?;
+            let config = load()?;
+            // A running daemon owns a SQLite database; a parallel tick would
+            // take its in-flight sends for crashed ones.
+            let _lock = crate::daemon::InstanceLock::acquire(&config.database_url)?;
+            let engine = Engine::open(config).await?;
             let summary = engine.tick(now.unwrap_or_else(Utc::now)).await?;
             engine.transport.shutdown().await;
             println!("{summary}");
@@ -493,6 +528,19 @@ fn redact_url(url: &str) -> String {
         }
         _ => url.to_string(),
     }
+}
+
+/// Completes on SIGTERM (systemd stop) or SIGINT (Ctrl-C).
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received"),
+            _ = int.recv() => tracing::info!("SIGINT received"),
+        }
+    })
 }
 
 fn exit(success: bool) -> ExitCode {

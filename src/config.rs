@@ -53,6 +53,10 @@ struct RawConfig {
     transport: RawTransport,
     #[serde(default)]
     retry: RawRetry,
+    #[serde(default)]
+    import: RawImport,
+    #[serde(default)]
+    daemon: RawDaemon,
     sender: RawSender,
     #[serde(default)]
     marketplaces: BTreeMap<String, RawSender>,
@@ -194,6 +198,42 @@ fn default_command_timeout() -> String {
 }
 fn default_send_timeout() -> String {
     "2m".into()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawImport {
+    inbox: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawDaemon {
+    shutdown_grace: String,
+    watch_templates: bool,
+    idle_recheck: String,
+}
+
+impl Default for RawDaemon {
+    fn default() -> Self {
+        Self {
+            shutdown_grace: "30s".into(),
+            watch_templates: true,
+            idle_recheck: "5m".into(),
+        }
+    }
+}
+
+/// `[daemon]`: how `followupd run` behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    /// How long in-flight sends may take to finish after SIGTERM.
+    pub shutdown_grace: std::time::Duration,
+    /// Reload when a file under the templates folder changes.
+    pub watch_templates: bool,
+    /// Look at the database at least this often, for orders imported by
+    /// another process.
+    pub idle_recheck: std::time::Duration,
 }
 
 #[derive(Debug, Deserialize)]
@@ -381,6 +421,9 @@ pub struct Config {
     pub forbidden: Forbidden,
     pub transport: TransportConfig,
     pub retry: RetryPolicy,
+    /// A folder `followupd run` imports order files from.
+    pub inbox: Option<PathBuf>,
+    pub daemon: DaemonConfig,
     pub sender: Sender,
     pub marketplaces: BTreeMap<String, Sender>,
     pub mappings: BTreeMap<String, ColumnMapping>,
@@ -576,6 +619,13 @@ impl Builder<'_> {
             forbidden,
             transport,
             retry,
+            inbox: raw.import.inbox.as_deref().map(|p| self.resolve(p)),
+            daemon: DaemonConfig {
+                shutdown_grace: self
+                    .std_duration("daemon.shutdown_grace", &raw.daemon.shutdown_grace)?,
+                watch_templates: raw.daemon.watch_templates,
+                idle_recheck: self.std_duration("daemon.idle_recheck", &raw.daemon.idle_recheck)?,
+            },
             sender,
             marketplaces,
             mappings,

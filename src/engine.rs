@@ -55,6 +55,37 @@ pub enum EngineError {
     Smtp(#[from] crate::transport::smtp::SmtpSetupError),
 }
 
+/// Lets the daemon stop a pass early and watch it make progress.
+#[derive(Default)]
+pub struct TickControl {
+    stop: std::sync::atomic::AtomicBool,
+    heartbeat: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+impl TickControl {
+    pub fn with_heartbeat(heartbeat: impl Fn() + Send + Sync + 'static) -> Self {
+        Self {
+            stop: Default::default(),
+            heartbeat: Some(Box::new(heartbeat)),
+        }
+    }
+
+    /// Asks the pass to take no new orders.
+    pub fn stop(&self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn stopping(&self) -> bool {
+        self.stop.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn beat(&self) {
+        if let Some(h) = &self.heartbeat {
+            h();
+        }
+    }
+}
+
 /// Totals of one import.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ImportSummary {
@@ -170,7 +201,7 @@ impl Engine {
         mapping: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<ImportSummary, EngineError> {
-        let rows = import::read_orders(path, format, mapping, &self.config)?;
+        let rows = import::read_orders(path, format, mapping, &self.config, now)?;
         let stages = stage_names(&self.config);
         let mut summary = ImportSummary::default();
         let mut batch: Vec<OrderRecord> = Vec::with_capacity(IMPORT_BATCH);
@@ -194,9 +225,21 @@ impl Engine {
         Ok(summary)
     }
 
-    /// Sends everything due at `now` and records every decision.
+    /// Sends everything due at `now` and records every decision. In-doubt
+    /// sends left by a dead process are settled first.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickSummary, EngineError> {
         self.recover_in_flight(now).await?;
+        self.run_due(now, &TickControl::default()).await
+    }
+
+    /// Works through every order due at `now`. Stops taking new orders as
+    /// soon as `control` says so (orders already started finish), and calls
+    /// its heartbeat after each order so a watchdog sees progress.
+    pub async fn run_due(
+        &self,
+        now: DateTime<Utc>,
+        control: &TickControl,
+    ) -> Result<TickSummary, EngineError> {
         let mut summary = TickSummary::default();
         let mut seen: HashSet<OrderKey> = HashSet::new();
         loop {
@@ -205,15 +248,17 @@ impl Engine {
                 .into_iter()
                 .filter(|k| seen.insert(k.clone()))
                 .collect();
-            if fresh.is_empty() {
+            if fresh.is_empty() || control.stopping() {
                 break;
             }
             // Orders are independent, so up to the transport's capacity of
             // them are worked on at once.
             let results: Vec<(OrderKey, Result<TickSummary, EngineError>)> =
                 futures_util::stream::iter(fresh)
+                    .take_while(|_| std::future::ready(!control.stopping()))
                     .map(|key| async move {
                         let result = self.process_order(&key, now).await;
+                        control.beat();
                         (key, result)
                     })
                     .buffer_unordered(self.transport.concurrency())

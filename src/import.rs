@@ -12,6 +12,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
+use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
 use crate::config::{ColumnMapping, Config, CANONICAL_FIELDS};
@@ -89,6 +90,7 @@ pub fn read_orders(
     format: Option<Format>,
     mapping: Option<&str>,
     config: &Config,
+    now: DateTime<Utc>,
 ) -> Result<Rows, ImportError> {
     let format = format
         .or_else(|| Format::from_path(path))
@@ -111,6 +113,7 @@ pub fn read_orders(
         mapping: mapping.unwrap_or_default(),
         default_marketplace: config.default_marketplace.clone(),
         default_zone: config.rules.default_zone,
+        imported_at: now,
     };
     Ok(match format {
         Format::Csv => Box::new(csv_rows(file, parser, path.display().to_string())),
@@ -267,6 +270,8 @@ struct RowParser {
     mapping: ColumnMapping,
     default_marketplace: String,
     default_zone: Tz,
+    /// What a relative time such as `-3d` is measured back from.
+    imported_at: DateTime<Utc>,
 }
 
 impl RowParser {
@@ -344,11 +349,24 @@ impl RowParser {
             Some(parse_time_zone(&zone_text)?)
         };
         let zone = time_zone.unwrap_or(self.default_zone);
+        let imported_at = self.imported_at;
         let instant = |field: &'static str, text: String| -> Result<_, FieldError> {
-            if text.trim().is_empty() {
+            let text = text.trim();
+            if text.is_empty() {
                 Ok(None)
+            } else if let Some(ago) = text.strip_prefix('-') {
+                // "-3d": that long before the import. Real exports never
+                // say this; demos and tests use it to stay current.
+                let ago = humantime::parse_duration(ago.trim())
+                    .ok()
+                    .and_then(|d| chrono::Duration::from_std(d).ok())
+                    .ok_or_else(|| FieldError::Time {
+                        field,
+                        value: text.to_string(),
+                    })?;
+                Ok(Some(imported_at - ago))
             } else {
-                parse_instant(field, &text, zone).map(Some)
+                parse_instant(field, text, zone).map(Some)
             }
         };
         let shipped_at = instant("shipped_at", take("shipped_at"))?;

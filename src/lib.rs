@@ -9,6 +9,8 @@
 pub mod cli;
 /// `config.toml`, parsed into typed settings.
 pub mod config;
+/// `followupd run`: the systemd service loop.
+pub mod daemon;
 /// Import, plan and tick, tying the parts together.
 pub mod engine;
 /// Streaming CSV / JSON Lines import with per-row rejections.

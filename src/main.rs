@@ -4,16 +4,32 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use tracing_subscriber::filter::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = followupd::cli::Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    // The service reports what it does; one-shot commands only complain.
+    let default_level = match cli.command {
+        followupd::cli::Command::Run { .. } => LevelFilter::INFO,
+        _ => LevelFilter::WARN,
+    };
+    // RUST_LOG refines this; an empty or unset RUST_LOG keeps the default.
+    let filter = EnvFilter::builder()
+        .with_default_directive(default_level.into())
+        .from_env_lossy();
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Under systemd the journal adds its own timestamps and shows no colours.
+    if std::env::var_os("JOURNAL_STREAM").is_some() {
+        logs.without_time()
+            .with_ansi(false)
+            .with_target(false)
+            .init();
+    } else {
+        logs.init();
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

@@ -135,6 +135,25 @@ pub struct LogQuery {
     pub limit: i64,
 }
 
+/// The figures behind the daemon's one-line status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusSummary {
+    pub due: i64,
+    pub sent_today: i64,
+    pub retrying: i64,
+    pub blocked: i64,
+}
+
+impl std::fmt::Display for StatusSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "due {}, sent today {}, retrying {}, blocked {}",
+            self.due, self.sent_today, self.retrying, self.blocked
+        )
+    }
+}
+
 /// A stored message.
 #[derive(Debug, Clone)]
 pub struct StoredMessage {
@@ -616,6 +635,33 @@ impl Store {
         rows.iter()
             .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
             .collect()
+    }
+
+    /// The figures for the service status line: stages due now, messages
+    /// sent since `since`, stages retrying, stages blocked.
+    pub async fn status_summary(
+        &self,
+        now: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<StatusSummary, StoreError> {
+        let due: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM stages WHERE state IN ('scheduled', 'retrying') AND next_check_at <= $1",
+        )
+        .bind(to_secs(now))
+        .fetch_one(&self.pool)
+        .await?;
+        let sent: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM send_log WHERE status = 'sent' AND at >= $1")
+                .bind(to_secs(since))
+                .fetch_one(&self.pool)
+                .await?;
+        let counts = self.state_counts().await?;
+        Ok(StatusSummary {
+            due,
+            sent_today: sent,
+            retrying: counts.get("retrying").copied().unwrap_or(0),
+            blocked: counts.get("blocked").copied().unwrap_or(0),
+        })
     }
 
     pub async fn close(&self) {
