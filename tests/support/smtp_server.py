@@ -30,6 +30,7 @@ the two .jsonl files are truncated at startup and numbering restarts at 1):
                      "rcpt_tos", "conn", "tls", "auth"}  (+ "rcpt" for stage rcpt)
 
   n           received: message number (= the .eml name); attempts: attempt number
+  mail_from   envelope sender as given in MAIL FROM ("<>" for the null sender)
   message_id  value of the Message-ID header (unfolded, stripped) or null
   size        length of the .eml in bytes
   conn        connection number (1-based, counted over the server's lifetime)
@@ -58,7 +59,8 @@ Options
   --data-replies LIST    comma-separated replies for the 1st, 2nd, 3rd, ... DATA
                          transaction (counted from 1 across all connections);
                          after the list runs out: 250. Each item is a code
-                         ("451") or a code plus text ("451 4.7.1 greylisted").
+                         ("451") or a code plus text ("451 4.7.1 greylisted";
+                         the text cannot contain a comma).
                          Default texts: 250 "2.0.0 Ok: queued as <n>",
                          421 "4.3.2 service shutting down" (the connection is then
                          closed), 450 "4.2.0 mailbox busy, try again later",
