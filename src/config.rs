@@ -71,14 +71,21 @@ struct RawConfig {
 struct RawDatabase {
     #[serde(default = "default_database_url")]
     url: String,
+    #[serde(default = "default_lease")]
+    lease: String,
 }
 
 impl Default for RawDatabase {
     fn default() -> Self {
         Self {
             url: default_database_url(),
+            lease: default_lease(),
         }
     }
+}
+
+fn default_lease() -> String {
+    "2m".into()
 }
 
 fn default_database_url() -> String {
@@ -413,6 +420,9 @@ pub struct Config {
     /// The file this was read from.
     pub path: PathBuf,
     pub database_url: String,
+    /// How long a claim on an in-flight send lasts without renewal; after
+    /// that another instance treats the send as interrupted.
+    pub lease: std::time::Duration,
     pub default_marketplace: String,
     pub default_locale: String,
     pub rules: Rules,
@@ -611,6 +621,7 @@ impl Builder<'_> {
         Ok(Config {
             path: self.path.to_path_buf(),
             database_url: self.database_url(&database_url)?,
+            lease: self.std_duration("database.lease", &raw.database.lease)?,
             default_marketplace: raw.defaults.marketplace,
             default_locale: raw.defaults.locale,
             rules,

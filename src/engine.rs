@@ -21,7 +21,7 @@ use crate::message::{self, Outgoing};
 use crate::order::{Order, OrderKey};
 use crate::render::{self, Rendered, Templates};
 use crate::schedule::{self, Decision, StageSpec, StageState, Window};
-use crate::store::{NewLogEntry, StageRow, StageUpdate, Store, StoreError};
+use crate::store::{Claim, NewLogEntry, StageRow, StageUpdate, Store, StoreError};
 use crate::transport::{SendError, Transport};
 
 /// Rows written per import transaction: large enough to amortise the commit,
@@ -175,6 +175,36 @@ pub struct Engine {
     pub templates: Arc<Templates>,
     pub store: Store,
     pub transport: Transport,
+    /// This process's name on the claims it takes.
+    pub owner: String,
+    lease_keeper: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.lease_keeper.abort();
+    }
+}
+
+/// Renews this process's claims every third of the lease, for as long as
+/// the engine lives; a process that stops (or is paused) stops renewing.
+fn keep_leases(
+    store: Store,
+    owner: String,
+    lease: std::time::Duration,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every =
+            tokio::time::interval((lease / 3).max(std::time::Duration::from_millis(100)));
+        loop {
+            every.tick().await;
+            let until =
+                Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX);
+            if let Err(e) = store.renew_leases(&owner, until).await {
+                tracing::warn!(error = %e, "cannot renew claims");
+            }
+        }
+    })
 }
 
 impl Engine {
@@ -184,11 +214,20 @@ impl Engine {
         let store = Store::open(&config.database_url).await?;
         store.ensure_stage_rows(&stage_names(&config)).await?;
         let transport = Transport::new(&config.transport)?;
+        let owner = format!(
+            "{}:{}:{:08x}",
+            hostname(),
+            std::process::id(),
+            fastrand::u32(..)
+        );
+        let lease_keeper = keep_leases(store.clone(), owner.clone(), config.lease);
         Ok(Self {
             config: Arc::new(config),
             templates: Arc::new(templates),
             store,
             transport,
+            owner,
+            lease_keeper,
         })
     }
 
@@ -400,8 +439,8 @@ impl Engine {
         })
     }
 
-    /// Composes, lints and sends one stage, recording every step. `note`
-    /// goes into the send log (a manual or in-doubt re-send says so).
+    /// Claims, composes, lints and sends one stage, recording every step.
+    /// `note` goes into the send log (a manual or in-doubt re-send says so).
     async fn deliver(
         &self,
         order: &Order,
@@ -412,6 +451,66 @@ impl Engine {
     ) -> Result<StageState, EngineError> {
         let key = &order.key;
         let attempt = row.attempts + 1;
+        let sender = self.config.sender_for(key.marketplace.as_str());
+        let message_id = message::message_id(key, &spec.name, sender.from.email.domain());
+
+        // Claim the stage first: only the claim holder composes and sends,
+        // so two instances never both work on it. If this process dies
+        // during the send, the claim's lease runs out and whoever finds it
+        // knows the outcome is in doubt.
+        let lease_until = Utc::now()
+            + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX);
+        let claim = Claim {
+            stage: &spec.name,
+            expected: row.state,
+            owner: &self.owner,
+            lease_until,
+            attempts: attempt,
+            reason: note.unwrap_or("handed to the transport"),
+            message_id: &message_id,
+        };
+        let Some(token) = self.store.claim_stage(key, &claim, now).await? else {
+            return Ok(row.state);
+        };
+        // If the database fails mid-way the claim is left to run out, so
+        // the send is settled as in doubt rather than guessed.
+        let (state, retry_at, reason) = self
+            .compose_and_send(order, spec, now, note, attempt)
+            .await?;
+        let finished = StageUpdate {
+            stage: &spec.name,
+            expected: StageState::Sending,
+            state,
+            next_check_at: retry_at,
+            retry_at,
+            attempts: attempt,
+            reason: Some(reason),
+            message_id: None,
+        };
+        if !self
+            .store
+            .finish_claim(key, &self.owner, token, &finished, now)
+            .await?
+        {
+            // Our lease ran out (the process was paused or cut off) and
+            // another instance settled the stage: its record stands.
+            tracing::warn!(order = %key, stage = %spec.name, outcome = %state, "late result ignored: the claim was taken over");
+            return Ok(StageState::Unknown);
+        }
+        Ok(state)
+    }
+
+    /// The part of [`Engine::deliver`] done under the claim: returns the
+    /// stage's next state, retry time and reason, with the send log written.
+    async fn compose_and_send(
+        &self,
+        order: &Order,
+        spec: &StageSpec,
+        now: DateTime<Utc>,
+        note: Option<&str>,
+        attempt: i64,
+    ) -> Result<(StageState, Option<DateTime<Utc>>, String), EngineError> {
+        let key = &order.key;
         let to = order.buyer_email.as_str();
         let log = |status: &'static str| NewLogEntry {
             at: now,
@@ -445,7 +544,7 @@ impl Engine {
                         ..log(state.as_str())
                     })
                     .await?;
-                return self.set_state(key, row, state, None, detail, now).await;
+                return Ok((state, None, detail));
             }
         };
         let out = &preview.outgoing;
@@ -470,27 +569,9 @@ impl Engine {
                     ..sent_log("blocked")
                 })
                 .await?;
-            return self
-                .set_state(key, row, StageState::Blocked, None, detail, now)
-                .await;
+            return Ok((StageState::Blocked, None, detail));
         }
 
-        // Mark the stage in flight before talking to the transport: if the
-        // process dies during the send, the next start finds `sending` and
-        // knows the outcome is in doubt.
-        let sending = StageUpdate {
-            stage: &spec.name,
-            expected: row.state,
-            state: StageState::Sending,
-            next_check_at: None,
-            retry_at: row.retry_at,
-            attempts: attempt,
-            reason: Some(note.unwrap_or("handed to the transport").to_string()),
-            message_id: Some(out.message_id.clone()),
-        };
-        if !self.store.update_stage(key, &sending, now).await? {
-            return Ok(row.state);
-        }
         let started = Instant::now();
         let result = self.transport.send(out).await;
         let duration_ms = Some(started.elapsed().as_millis() as i64);
@@ -536,18 +617,7 @@ impl Engine {
                 ..sent_log(state.as_str())
             })
             .await?;
-        let finished = StageUpdate {
-            stage: &spec.name,
-            expected: StageState::Sending,
-            state,
-            next_check_at: retry_at,
-            retry_at,
-            attempts: attempt,
-            reason: Some(reason),
-            message_id: None,
-        };
-        self.store.update_stage(key, &finished, now).await?;
-        Ok(state)
+        Ok((state, retry_at, reason))
     }
 
     /// Settles stages left in `sending` by a process that died mid-send.
@@ -555,9 +625,17 @@ impl Engine {
     /// `unknown` and are never re-sent, unless their stage opted into
     /// `on_unknown = "resend"`, in which case they are retried at once
     /// (same Message-ID, so the receiving side can spot the repeat).
+    ///
+    /// On SQLite the caller holds the database's only instance lock, so every
+    /// claim found is abandoned; on PostgreSQL only those whose lease ran out
+    /// (by the wall clock: leases are about live processes, not schedules).
     pub async fn recover_in_flight(&self, now: DateTime<Utc>) -> Result<u64, EngineError> {
+        let cutoff = match self.store.backend() {
+            crate::store::Backend::Sqlite => None,
+            crate::store::Backend::Postgres => Some(Utc::now()),
+        };
         let mut settled = 0;
-        for (key, row, to) in self.store.stages_in_state(StageState::Sending).await? {
+        for (key, row, to) in self.store.abandoned_claims(cutoff).await? {
             let resend = self
                 .config
                 .stage(&row.stage)
@@ -581,7 +659,12 @@ impl Engine {
                 reason: Some(reason.to_string()),
                 message_id: None,
             };
-            if self.store.update_stage(&key, &update, now).await? {
+            let owner = row.claim_owner.clone().unwrap_or_default();
+            if self
+                .store
+                .finish_claim(&key, &owner, row.claim_token, &update, now)
+                .await?
+            {
                 tracing::warn!(order = %key, stage = %row.stage, outcome = %state, "in-doubt send settled");
                 self.store
                     .log(&NewLogEntry {
@@ -689,6 +772,15 @@ pub enum ComposeError {
     Render(#[from] render::RenderError),
     #[error(transparent)]
     Message(#[from] message::MessageError),
+}
+
+/// This machine's name, for claim owners (falls back to "localhost").
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into())
 }
 
 /// Names of the configured stages, in order.

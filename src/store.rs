@@ -68,6 +68,11 @@ pub struct StageRow {
     pub reason: Option<String>,
     pub message_id: Option<String>,
     pub updated_at: DateTime<Utc>,
+    /// Who holds the stage while it is `sending`.
+    pub claim_owner: Option<String>,
+    /// Incremented by every claim; fences late writes.
+    pub claim_token: i64,
+    pub lease_until: Option<DateTime<Utc>>,
 }
 
 /// A change to a stage row, applied only if the row is still in
@@ -82,6 +87,18 @@ pub struct StageUpdate<'a> {
     pub attempts: i64,
     pub reason: Option<String>,
     pub message_id: Option<String>,
+}
+
+/// A claim on a stage about to be sent.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    pub stage: &'a str,
+    pub expected: StageState,
+    pub owner: &'a str,
+    pub lease_until: DateTime<Utc>,
+    pub attempts: i64,
+    pub reason: &'a str,
+    pub message_id: &'a str,
 }
 
 /// One row of the send log.
@@ -166,7 +183,7 @@ const ORDER_COLUMNS: &str = "o.marketplace, o.order_id, o.buyer_email, o.buyer_n
     o.complaint, o.opted_out, o.order_url, o.tracking_url, o.review_url, o.extra";
 
 const STAGE_COLUMNS: &str = "s.stage, s.state, s.next_check_at, s.retry_at, s.attempts, \
-    s.reason, s.message_id, s.updated_at";
+    s.reason, s.message_id, s.updated_at, s.claim_owner, s.claim_token, s.lease_until";
 
 const LOG_COLUMNS: &str = "id, at, order_id, marketplace, stage, recipient, status, attempt, \
     smtp_code, smtp_text, message_id, subject, detail, duration_ms, message_ref";
@@ -436,6 +453,86 @@ impl Store {
         Ok(())
     }
 
+    /// Claims a stage for sending: moves it from `expected` to `sending`,
+    /// owned by `owner` until `lease_until`. Returns the claim's fencing
+    /// token, or `None` if the stage changed meanwhile (someone else won).
+    pub async fn claim_stage(
+        &self,
+        key: &OrderKey,
+        claim: &Claim<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<i64>, StoreError> {
+        let token: Option<i64> = sqlx::query_scalar(
+            "UPDATE stages SET state = 'sending', claim_owner = $1, claim_token = claim_token + 1, \
+             lease_until = $2, attempts = $3, reason = $4, message_id = $5, next_check_at = NULL, \
+             updated_at = $6 \
+             WHERE marketplace = $7 AND order_id = $8 AND stage = $9 AND state = $10 \
+             RETURNING claim_token",
+        )
+        .bind(claim.owner)
+        .bind(to_secs(claim.lease_until))
+        .bind(claim.attempts)
+        .bind(claim.reason)
+        .bind(claim.message_id)
+        .bind(to_secs(now))
+        .bind(key.marketplace.as_str())
+        .bind(key.order_id.as_str())
+        .bind(claim.stage)
+        .bind(claim.expected.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(token)
+    }
+
+    /// Records the outcome of a send, but only if the claim `(owner, token)`
+    /// still holds the stage. Returns false when the claim was taken over
+    /// (its lease expired): the outcome recorded by the new holder stands.
+    pub async fn finish_claim(
+        &self,
+        key: &OrderKey,
+        owner: &str,
+        token: i64,
+        update: &StageUpdate<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let result = sqlx::query(
+            "UPDATE stages SET state = $1, next_check_at = $2, retry_at = $3, attempts = $4, \
+             reason = $5, claim_owner = NULL, lease_until = NULL, updated_at = $6 \
+             WHERE marketplace = $7 AND order_id = $8 AND stage = $9 AND state = 'sending' \
+             AND claim_owner = $10 AND claim_token = $11",
+        )
+        .bind(update.state.as_str())
+        .bind(update.next_check_at.map(to_secs))
+        .bind(update.retry_at.map(to_secs))
+        .bind(update.attempts)
+        .bind(update.reason.as_deref())
+        .bind(to_secs(now))
+        .bind(key.marketplace.as_str())
+        .bind(key.order_id.as_str())
+        .bind(update.stage)
+        .bind(owner)
+        .bind(token)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Extends the lease of every claim `owner` holds.
+    pub async fn renew_leases(
+        &self,
+        owner: &str,
+        lease_until: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let result = sqlx::query(
+            "UPDATE stages SET lease_until = $1 WHERE state = 'sending' AND claim_owner = $2",
+        )
+        .bind(to_secs(lease_until))
+        .bind(owner)
+        .execute(&self.pool)
+        .await?;
+        Ok(result.rows_affected())
+    }
+
     /// The status of the newest send-log row of one stage.
     pub async fn last_log_status(
         &self,
@@ -453,18 +550,19 @@ impl Store {
         .await?)
     }
 
-    /// Every stage in `state`, with its order key and recipient.
-    pub async fn stages_in_state(
+    /// Stages in `sending` whose lease ended before `expired_before` (all
+    /// of them when `None`), with their order key and recipient.
+    pub async fn abandoned_claims(
         &self,
-        state: StageState,
+        expired_before: Option<DateTime<Utc>>,
     ) -> Result<Vec<(OrderKey, StageRow, String)>, StoreError> {
         let sql = format!(
             "SELECT s.marketplace, s.order_id, o.buyer_email, {STAGE_COLUMNS} FROM stages s \
              JOIN orders o ON o.marketplace = s.marketplace AND o.order_id = s.order_id \
-             WHERE s.state = $1"
+             WHERE s.state = 'sending' AND COALESCE(s.lease_until, 0) < $1"
         );
         let rows = sqlx::query(&sql)
-            .bind(state.as_str())
+            .bind(expired_before.map(to_secs).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
             .await?;
         rows.iter()
@@ -811,6 +909,9 @@ fn decode_stage(row: &AnyRow, offset: usize) -> Result<StageRow, StoreError> {
         reason: row.try_get(offset + 5)?,
         message_id: row.try_get(offset + 6)?,
         updated_at: from_secs(row.try_get(offset + 7)?),
+        claim_owner: row.try_get(offset + 8)?,
+        claim_token: row.try_get(offset + 9)?,
+        lease_until: row.try_get::<Option<i64>, _>(offset + 10)?.map(from_secs),
     })
 }
 
