@@ -4,12 +4,148 @@
 
 #![allow(dead_code)]
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// The database a test runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+thread_local! {
+    static BACKEND: Cell<Backend> = const { Cell::new(Backend::Sqlite) };
+}
+
+/// The backend of the test running on this thread.
+pub fn backend() -> Backend {
+    BACKEND.with(|b| b.get())
+}
+
+pub fn set_backend(backend: Backend) {
+    BACKEND.with(|b| b.set(backend));
+}
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("FOLLOWUPD_TEST_POSTGRES")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// Runs one statement on the PostgreSQL admin database.
+pub fn postgres_admin(sql: &str) -> Result<(), String> {
+    use sqlx::Connection;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    runtime.block_on(async {
+        let mut conn = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            sqlx::PgConnection::connect(&postgres_admin_url()),
+        )
+        .await
+        .map_err(|_| "timed out connecting".to_string())?
+        .map_err(|e| e.to_string())?;
+        sqlx::raw_sql(sql)
+            .execute(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        let _ = conn.close().await;
+        Ok(())
+    })
+}
+
+/// Switches this test thread to PostgreSQL. Where no server answers, says
+/// plainly that the PostgreSQL run was not run and returns false, unless
+/// FOLLOWUPD_REQUIRE_POSTGRES is set (as in CI): then the test fails.
+pub fn use_postgres() -> bool {
+    match postgres_admin("SELECT 1") {
+        Ok(()) => {
+            set_backend(Backend::Postgres);
+            true
+        }
+        Err(e) if std::env::var_os("FOLLOWUPD_REQUIRE_POSTGRES").is_some() => {
+            panic!(
+                "PostgreSQL at {} is required but not reachable: {e}",
+                postgres_admin_url()
+            )
+        }
+        Err(e) => {
+            eprintln!(
+                "NOT RUN: the PostgreSQL variant of this test (no server at {}: {e})",
+                postgres_admin_url()
+            );
+            false
+        }
+    }
+}
+
+/// Declares each test twice, as `NAME::sqlite` and `NAME::postgres`: the
+/// behaviour must be the same on both backends.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($(fn $name:ident() $body:block)*) => {
+        $(
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                fn body() $body
+
+                #[test]
+                fn sqlite() {
+                    common::set_backend(common::Backend::Sqlite);
+                    body();
+                }
+
+                #[test]
+                fn postgres() {
+                    if common::use_postgres() {
+                        body();
+                    }
+                }
+            }
+        )*
+    };
+}
 
 /// A temporary followupd installation.
 pub struct Env {
     pub dir: tempfile::TempDir,
+    /// The PostgreSQL database made for this installation, dropped with it.
+    postgres_db: Option<String>,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        if let Some(db) = &self.postgres_db {
+            let _ = postgres_admin(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+        }
+    }
+}
+
+/// A fresh PostgreSQL database for one installation.
+fn create_postgres_db() -> String {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let db = format!(
+        "followupd_test_{}_{}_{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst),
+        fastrand::u32(..)
+    );
+    postgres_admin(&format!("CREATE DATABASE {db}")).expect("create a test database");
+    db
+}
+
+/// The database URL for `db` on the test server.
+pub fn postgres_url(db: &str) -> String {
+    let admin = postgres_admin_url();
+    let base = admin.rsplit_once('/').map(|(b, _)| b).unwrap_or(&admin);
+    format!("{base}/{db}")
 }
 
 /// The repository's own folder (for the shipped templates).
@@ -51,11 +187,21 @@ reply_to = "care@test.example"
 impl Env {
     /// A fresh installation with the shipped templates and `config` as
     /// config.toml.
+    /// On PostgreSQL, the config's `sqlite://state/test.db` is replaced by
+    /// a database made for this installation.
     pub fn new(config: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         copy_dir(&repo().join("templates"), &dir.path().join("templates"));
+        let (config, postgres_db) = match backend() {
+            Backend::Sqlite => (config.to_string(), None),
+            Backend::Postgres => {
+                let db = create_postgres_db();
+                let url = postgres_url(&db);
+                (config.replace("sqlite://state/test.db", &url), Some(db))
+            }
+        };
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        Self { dir }
+        Self { dir, postgres_db }
     }
 
     pub fn with_defaults() -> Self {
