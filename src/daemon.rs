@@ -480,7 +480,19 @@ fn watch_inbox(dir: &Path, wake: Arc<Notify>) -> Result<notify::RecommendedWatch
         source,
     })?;
     let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok() {
+        use notify::event::{AccessKind, AccessMode, EventKind};
+        // Opening or reading the folder or a file in it (as the loop itself
+        // does on every pass) is no news: waking on it would make the loop
+        // spin. A file closed after writing is.
+        let news = match event {
+            Ok(e) => match e.kind {
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+                EventKind::Access(_) => false,
+                _ => true,
+            },
+            Err(_) => false,
+        };
+        if news {
             wake.notify_one();
         }
     })

@@ -253,8 +253,10 @@ impl Store {
 
     /// Inserts or updates a batch of orders in one transaction and makes sure
     /// each has a row for every stage. Ended stages are never touched; open
-    /// ones are flagged for the scheduler to look at again. Returns
-    /// (inserted, updated).
+    /// ones are flagged for the scheduler to look at again. Rows go in as
+    /// multi-row statements (hundreds of orders per statement), the bulk
+    /// path that keeps a million-row import from being a million round
+    /// trips. Returns (inserted, updated).
     pub async fn upsert_orders(
         &self,
         records: &[OrderRecord],
@@ -262,47 +264,52 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError> {
         let now = to_secs(now);
-        let stage_sql = stage_upsert_sql(stages.len());
         let mut tx = self.pool.begin().await?;
         let (mut inserted, mut updated) = (0, 0);
-        for record in records {
-            let o = &record.order;
-            let extra = serde_json::to_string(&o.extra).unwrap_or_else(|_| "{}".into());
-            let revision: i64 = sqlx::query_scalar(UPSERT_ORDER)
-                .bind(o.key.marketplace.as_str())
-                .bind(o.key.order_id.as_str())
-                .bind(o.buyer_email.as_str())
-                .bind(o.buyer_name.as_ref().map(|v| v.as_str()))
-                .bind(o.product_name.as_str())
-                .bind(o.locale.as_ref().map(|v| v.as_str()))
-                .bind(o.time_zone.map(|z| z.name()))
-                .bind(o.shipped_at.map(to_secs))
-                .bind(o.delivered_at.map(to_secs))
-                .bind(o.status.as_str())
-                .bind(i64::from(o.complaint))
-                .bind(i64::from(o.opted_out))
-                .bind(o.order_url.as_ref().map(|v| v.as_str()))
-                .bind(o.tracking_url.as_ref().map(|v| v.as_str()))
-                .bind(o.review_url.as_ref().map(|v| v.as_str()))
-                .bind(extra)
-                .bind(now)
-                .bind(i64::from(record.status_given))
-                .bind(i64::from(record.complaint_given))
-                .fetch_one(&mut *tx)
-                .await?;
-            if revision == 1 {
-                inserted += 1;
-            } else {
-                updated += 1;
+        for chunk in chunks_without_repeats(records, rows_per_statement(self.backend)) {
+            let order_sql = upsert_orders_sql(chunk.len());
+            let mut query = sqlx::query_scalar::<_, i64>(&order_sql);
+            for record in chunk {
+                let o = &record.order;
+                let extra = serde_json::to_string(&o.extra).unwrap_or_else(|_| "{}".into());
+                query = query
+                    .bind(o.key.marketplace.as_str())
+                    .bind(o.key.order_id.as_str())
+                    .bind(o.buyer_email.as_str())
+                    .bind(o.buyer_name.as_ref().map(|v| v.as_str()))
+                    .bind(o.product_name.as_str())
+                    .bind(o.locale.as_ref().map(|v| v.as_str()))
+                    .bind(o.time_zone.map(|z| z.name()))
+                    .bind(o.shipped_at.map(to_secs))
+                    .bind(o.delivered_at.map(to_secs))
+                    .bind(o.status.as_str())
+                    .bind(i64::from(o.complaint))
+                    .bind(i64::from(o.opted_out))
+                    .bind(o.order_url.as_ref().map(|v| v.as_str()))
+                    .bind(o.tracking_url.as_ref().map(|v| v.as_str()))
+                    .bind(o.review_url.as_ref().map(|v| v.as_str()))
+                    .bind(extra)
+                    .bind(i64::from(record.status_given))
+                    .bind(i64::from(record.complaint_given));
             }
-            let mut query = sqlx::query(&stage_sql)
-                .bind(o.key.marketplace.as_str())
-                .bind(o.key.order_id.as_str())
-                .bind(now);
+            for revision in query.bind(now).fetch_all(&mut *tx).await? {
+                if revision == 1 {
+                    inserted += 1;
+                } else {
+                    updated += 1;
+                }
+            }
+            let stage_sql = stage_upsert_sql(chunk.len(), stages.len());
+            let mut query = sqlx::query(&stage_sql);
+            for record in chunk {
+                query = query
+                    .bind(record.order.key.marketplace.as_str())
+                    .bind(record.order.key.order_id.as_str());
+            }
             for stage in stages {
                 query = query.bind(stage.as_str());
             }
-            query.execute(&mut *tx).await?;
+            query.bind(now).execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok((inserted, updated))
@@ -772,42 +779,113 @@ enum Bind {
     Int(i64),
 }
 
-const UPSERT_ORDER: &str = "INSERT INTO orders (marketplace, order_id, buyer_email, buyer_name, \
-    product_name, locale, time_zone, shipped_at, delivered_at, status, complaint, opted_out, \
-    order_url, tracking_url, review_url, extra, revision, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, 1, $17, $17) \
-    ON CONFLICT (marketplace, order_id) DO UPDATE SET \
-    buyer_email = excluded.buyer_email, \
-    buyer_name = COALESCE(excluded.buyer_name, orders.buyer_name), \
-    product_name = excluded.product_name, \
-    locale = COALESCE(excluded.locale, orders.locale), \
-    time_zone = COALESCE(excluded.time_zone, orders.time_zone), \
-    shipped_at = COALESCE(excluded.shipped_at, orders.shipped_at), \
-    delivered_at = COALESCE(excluded.delivered_at, orders.delivered_at), \
-    status = CASE WHEN $18 = 1 THEN excluded.status ELSE orders.status END, \
-    complaint = CASE WHEN $19 = 1 THEN excluded.complaint ELSE orders.complaint END, \
-    opted_out = CASE WHEN excluded.opted_out = 1 THEN 1 ELSE orders.opted_out END, \
-    order_url = COALESCE(excluded.order_url, orders.order_url), \
-    tracking_url = COALESCE(excluded.tracking_url, orders.tracking_url), \
-    review_url = COALESCE(excluded.review_url, orders.review_url), \
-    extra = CASE WHEN excluded.extra = '{}' THEN orders.extra ELSE excluded.extra END, \
-    revision = orders.revision + 1, \
-    updated_at = excluded.updated_at \
-    RETURNING revision";
+/// Orders per multi-row statement. PostgreSQL takes big statements well (18
+/// parameters a row stays far inside its limit). SQLite looks numbered
+/// parameters up by name in a list, which costs O(parameters) each, so its
+/// statements stay small.
+fn rows_per_statement(backend: Backend) -> usize {
+    match backend {
+        Backend::Sqlite => 24,
+        Backend::Postgres => 500,
+    }
+}
 
-/// Inserts every stage row of one order; for rows that exist, flags the open
-/// ones for a fresh look (next_check_at = 0) and leaves ended ones alone.
-fn stage_upsert_sql(stage_count: usize) -> String {
-    let values: Vec<String> = (0..stage_count)
-        .map(|i| format!("($1, $2, ${}, 'scheduled', 0, 0, $3)", i + 4))
+/// Parameters per order row in [`upsert_orders_sql`].
+const ORDER_PARAMS: usize = 18;
+
+/// Splits `records` into runs of at most `size` in which no order appears
+/// twice: one statement cannot upsert the same row twice, and the second
+/// occurrence must see the first.
+fn chunks_without_repeats(records: &[OrderRecord], size: usize) -> Vec<&[OrderRecord]> {
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    let mut seen = std::collections::HashSet::new();
+    for (i, record) in records.iter().enumerate() {
+        if i - start == size || !seen.insert(&record.order.key) {
+            chunks.push(&records[start..i]);
+            start = i;
+            seen.clear();
+            seen.insert(&record.order.key);
+        }
+    }
+    if start < records.len() {
+        chunks.push(&records[start..]);
+    }
+    chunks
+}
+
+/// `$a, $b, …` placeholders for `count` consecutive parameters from `first`.
+fn placeholders(first: usize, count: usize) -> String {
+    (first..first + count)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Upserts `rows` orders. The merge rules live in the SELECT, which reads
+/// the stored row: an empty cell keeps what an earlier import said, a status
+/// or complaint flag the row did not state keeps the stored one, an opt-out
+/// is never withdrawn. `revision` tells inserted (1) from updated rows.
+/// (sqlx prepares each distinct text once per connection and reuses it.)
+fn upsert_orders_sql(rows: usize) -> String {
+    let now = rows * ORDER_PARAMS + 1;
+    let values: Vec<String> = (0..rows)
+        .map(|r| format!("({})", placeholders(r * ORDER_PARAMS + 1, ORDER_PARAMS)))
         .collect();
-    format!(
-        "INSERT INTO stages (marketplace, order_id, stage, state, next_check_at, attempts, updated_at) \
-         VALUES {} ON CONFLICT (marketplace, order_id, stage) DO UPDATE SET \
-         next_check_at = 0, updated_at = excluded.updated_at \
-         WHERE stages.state IN ('scheduled', 'retrying')",
-        values.join(", ")
-    )
+    let sql = format!(
+            "INSERT INTO orders (marketplace, order_id, buyer_email, buyer_name, product_name, \
+             locale, time_zone, shipped_at, delivered_at, status, complaint, opted_out, order_url, \
+             tracking_url, review_url, extra, revision, created_at, updated_at) \
+             SELECT v.column1, v.column2, v.column3, COALESCE(v.column4, o.buyer_name), v.column5, \
+             COALESCE(v.column6, o.locale), COALESCE(v.column7, o.time_zone), \
+             COALESCE(v.column8, o.shipped_at), COALESCE(v.column9, o.delivered_at), \
+             CASE WHEN v.column17 = 1 OR o.status IS NULL THEN v.column10 ELSE o.status END, \
+             CASE WHEN v.column18 = 1 OR o.complaint IS NULL THEN v.column11 ELSE o.complaint END, \
+             CASE WHEN v.column12 = 1 OR o.opted_out = 1 THEN 1 ELSE 0 END, \
+             COALESCE(v.column13, o.order_url), COALESCE(v.column14, o.tracking_url), \
+             COALESCE(v.column15, o.review_url), \
+             CASE WHEN v.column16 = '{{}}' AND o.extra IS NOT NULL THEN o.extra ELSE v.column16 END, \
+             COALESCE(o.revision + 1, 1), COALESCE(o.created_at, ${now}), ${now} \
+             FROM (VALUES {values}) AS v \
+             LEFT JOIN orders o ON o.marketplace = v.column1 AND o.order_id = v.column2 \
+             WHERE true \
+             ON CONFLICT (marketplace, order_id) DO UPDATE SET \
+             buyer_email = excluded.buyer_email, buyer_name = excluded.buyer_name, \
+             product_name = excluded.product_name, locale = excluded.locale, \
+             time_zone = excluded.time_zone, shipped_at = excluded.shipped_at, \
+             delivered_at = excluded.delivered_at, status = excluded.status, \
+             complaint = excluded.complaint, opted_out = excluded.opted_out, \
+             order_url = excluded.order_url, tracking_url = excluded.tracking_url, \
+             review_url = excluded.review_url, extra = excluded.extra, \
+             revision = excluded.revision, updated_at = excluded.updated_at \
+             RETURNING revision",
+            values = values.join(", ")
+        );
+    sql
+}
+
+/// Inserts every stage row of `rows` orders; for rows that exist, flags the
+/// open ones for a fresh look (next_check_at = 0) and leaves ended ones
+/// alone.
+fn stage_upsert_sql(rows: usize, stages: usize) -> String {
+    let keys: Vec<String> = (0..rows)
+        .map(|r| format!("({})", placeholders(r * 2 + 1, 2)))
+        .collect();
+    let names: Vec<String> = (0..stages)
+        .map(|i| format!("(${})", rows * 2 + 1 + i))
+        .collect();
+    let now = rows * 2 + stages + 1;
+    let sql = format!(
+            "INSERT INTO stages (marketplace, order_id, stage, state, next_check_at, attempts, updated_at) \
+             SELECT k.column1, k.column2, n.column1, 'scheduled', 0, 0, ${now} \
+             FROM (VALUES {keys}) AS k CROSS JOIN (VALUES {names}) AS n WHERE true \
+             ON CONFLICT (marketplace, order_id, stage) DO UPDATE SET \
+             next_check_at = 0, updated_at = excluded.updated_at \
+             WHERE stages.state IN ('scheduled', 'retrying')",
+            keys = keys.join(", "),
+            names = names.join(", ")
+        );
+    sql
 }
 
 fn create_sqlite_parent(url: &str) -> Result<(), StoreError> {
