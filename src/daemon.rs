@@ -204,6 +204,13 @@ pub async fn run(
             process_inbox(&engine, &inbox).await;
         }
         let now = Utc::now();
+        // Instances sharing PostgreSQL take over the sends of one that died,
+        // once its claims' leases run out.
+        if engine.store.backend() == crate::store::Backend::Postgres {
+            if let Err(e) = engine.recover_in_flight(now).await {
+                tracing::error!(error = %e, "cannot settle abandoned claims");
+            }
+        }
         let control = {
             let watchdog = Arc::clone(&watchdog);
             TickControl::with_heartbeat(move || watchdog.beat())
