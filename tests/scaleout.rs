@@ -288,7 +288,7 @@ fn a_paused_owner_cannot_overwrite_the_outcome_after_its_lease_ran_out() {
     let owner = Daemons(vec![spawn_daemon(&env)]);
     let pid = owner.0[0].id().to_string();
     let started = Instant::now();
-    while shipment_states(&env).get("sending").is_none() {
+    while !shipment_states(&env).contains_key("sending") {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "never started sending"
