@@ -146,7 +146,23 @@ pub enum Command {
         /// The buyer's locale for --message.
         #[arg(long)]
         locale: Option<String>,
+        /// Also apply a marketplace policy profile to --message (amazon, none).
+        #[arg(long, value_enum)]
+        policy: Option<PolicyName>,
+        /// The order id the message must mention (with --policy amazon).
+        #[arg(long)]
+        order_id: Option<String>,
+        /// Say what a rule is and why it exists, and exit.
+        #[arg(long, value_name = "RULE")]
+        explain: Option<String>,
     },
+}
+
+/// Policy profiles by name, for `lint --policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum PolicyName {
+    None,
+    Amazon,
 }
 
 fn parse_now(s: &str) -> Result<DateTime<Utc>, String> {
@@ -178,8 +194,23 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
     };
     match cli.command {
         Command::Lint {
+            explain: Some(rule),
+            ..
+        } => match crate::policy::explain(&rule) {
+            Some(r) => {
+                println!("{}\n\n{}\n\nWhy: {}", r.id, r.summary, r.why);
+                Ok(ExitCode::SUCCESS)
+            }
+            None => {
+                let ids: Vec<&str> = crate::policy::RULES.iter().map(|r| r.id).collect();
+                bail!("no rule '{rule}'; the rules are: {}", ids.join(", "))
+            }
+        },
+        Command::Lint {
             message: Some(file),
-            locale: _,
+            policy,
+            order_id,
+            ..
         } => {
             let forbidden = match Config::load(&cli.config) {
                 Ok(config) => config.forbidden,
@@ -191,7 +222,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 )
                 .map_err(anyhow::Error::msg)?,
             };
-            lint_message(&forbidden, &file)
+            let policy = match policy {
+                Some(PolicyName::Amazon) => {
+                    crate::policy::Policy::new(crate::policy::Profile::Amazon)
+                }
+                _ => crate::policy::Policy::new(crate::policy::Profile::None),
+            };
+            lint_message(&forbidden, &policy, order_id.as_deref(), &file)
         }
         Command::Lint { message: None, .. } => lint_templates(&load()?),
         Command::Import {
@@ -314,14 +351,14 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     println!("--- HTML body ---\n{html}");
                 }
             }
-            if preview.findings.is_empty() {
+            if preview.is_clean() {
                 eprintln!("lint: clean");
             } else {
-                for f in &preview.findings {
-                    eprintln!("lint: {f}");
+                for problem in preview.problems() {
+                    eprintln!("lint: {problem}");
                 }
             }
-            Ok(exit(preview.findings.is_empty()))
+            Ok(exit(preview.is_clean()))
         }
         Command::Logs {
             order,
@@ -579,22 +616,55 @@ fn plan_row(line: &PlanLine) -> String {
     )
 }
 
-/// `followupd lint --message FILE`.
-fn lint_message(forbidden: &Forbidden, file: &PathBuf) -> Result<ExitCode> {
+/// `followupd lint --message FILE`: `FILE:LINE:COL: rule: message` per hit.
+fn lint_message(
+    forbidden: &Forbidden,
+    policy: &crate::policy::Policy,
+    order_id: Option<&str>,
+    file: &PathBuf,
+) -> Result<ExitCode> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let hits = forbidden.scan(&text);
-    for hit in &hits {
-        println!(
-            "{}:{}:{}: forbidden word '{}' (matches '{}')",
-            file.display(),
+    let mut problems = Vec::new();
+    for hit in forbidden.scan(&text) {
+        problems.push((
             hit.line,
             hit.column,
-            hit.word,
-            hit.pattern
-        );
+            format!(
+                "forbidden-word: forbidden word '{}' (matches '{}')",
+                hit.word, hit.pattern
+            ),
+        ));
     }
-    Ok(exit(hits.is_empty()))
+    let mut policy = policy.clone();
+    if order_id.is_none() {
+        // Without the order id there is nothing to look for.
+        policy.disabled.insert("order-id".into());
+    }
+    let parts = crate::policy::MessageParts {
+        subject: "",
+        text: &text,
+        html: None,
+        html_text: None,
+        raw: text.as_bytes(),
+        order_id: order_id.unwrap_or_default(),
+        order_links: &[],
+    };
+    for v in crate::policy::check(&policy, &parts) {
+        let message = v.to_string();
+        // Drop the "text body:L:C: " prefix: the file position replaces it.
+        let message = message
+            .splitn(4, ':')
+            .nth(3)
+            .unwrap_or(&message)
+            .trim_start();
+        problems.push((v.line, v.column, message.to_string()));
+    }
+    problems.sort();
+    for (line, column, message) in &problems {
+        println!("{}:{line}:{column}: {message}", file.display());
+    }
+    Ok(exit(problems.is_empty()))
 }
 
 /// `followupd lint`: the templates' own text, then every stage rendered

@@ -6,7 +6,7 @@
 //! durations, times of day, time zones, mailboxes. Every error names the key
 //! it is about.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use chrono::{Duration, NaiveTime};
@@ -15,6 +15,7 @@ use lettre::message::Mailbox;
 use serde::Deserialize;
 
 use crate::lint::Forbidden;
+use crate::policy::{Policy, Profile, StageConflict};
 pub use crate::schedule::RetryPolicy;
 use crate::schedule::{Anchor, OnUnknown, Rules, SendingHours, SkipCondition, StageSpec};
 
@@ -64,6 +65,8 @@ struct RawConfig {
     stages: Vec<RawStage>,
     #[serde(default)]
     mappings: BTreeMap<String, RawMapping>,
+    #[serde(default)]
+    policies: BTreeMap<String, RawPolicy>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -275,6 +278,18 @@ struct RawSender {
     from: Option<String>,
     reply_to: Option<String>,
     shop_name: Option<String>,
+    policy: Option<Profile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+struct RawPolicy {
+    /// Rule ids to switch off.
+    disable: Vec<String>,
+    /// Incentive phrases added to the profile's own.
+    phrases: Vec<String>,
+    allowed_domains: Vec<String>,
+    on_stage_conflict: StageConflict,
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,6 +358,11 @@ pub struct Sender {
     pub from: Mailbox,
     pub reply_to: Option<Mailbox>,
     pub shop_name: String,
+    /// The marketplace's policy profile, with the seller's adjustments.
+    pub policy: Policy,
+    /// Stages the policy rules out for this marketplace (when configured to
+    /// disable rather than refuse).
+    pub disabled_stages: BTreeSet<String>,
 }
 
 /// Where finished messages go.
@@ -571,7 +591,64 @@ impl Builder<'_> {
             from,
             reply_to,
             shop_name,
+            policy: fallback
+                .map(|fb| fb.policy.clone())
+                .unwrap_or_else(|| Policy::new(Profile::None)),
+            disabled_stages: fallback
+                .map(|fb| fb.disabled_stages.clone())
+                .unwrap_or_default(),
         })
+    }
+
+    /// Applies `[policies.PROFILE]` and checks the stages against the
+    /// profile: a forbidden stage refuses the config, or is disabled for the
+    /// marketplace with a warning when the profile says so.
+    fn apply_policy(
+        &self,
+        key: &str,
+        profile: Profile,
+        raw: Option<&RawPolicy>,
+        stages: &[StageSpec],
+        sender: &mut Sender,
+        warnings: &mut Vec<String>,
+    ) -> Result<(), ConfigError> {
+        let mut policy = Policy::new(profile);
+        if let Some(raw) = raw {
+            for rule in &raw.disable {
+                if crate::policy::explain(rule).is_none() {
+                    return Err(self.invalid(
+                        format!("policies.{}.disable", profile.as_str()),
+                        format!("unknown rule '{rule}' (see followupd lint --explain)"),
+                    ));
+                }
+                policy.disabled.insert(rule.clone());
+            }
+            policy.phrases.extend(raw.phrases.iter().cloned());
+            policy.allowed_domains = raw.allowed_domains.clone();
+            policy.on_stage_conflict = raw.on_stage_conflict;
+        }
+        for (stage, problem) in policy.stage_problems(stages) {
+            match policy.on_stage_conflict {
+                StageConflict::Refuse => {
+                    return Err(self.invalid(
+                        format!("{key}.policy"),
+                        format!(
+                            "stage '{stage}': {problem} (remove the stage, or set on_stage_conflict = \"disable\" under [policies.{}])",
+                            profile.as_str()
+                        ),
+                    ))
+                }
+                StageConflict::Disable => {
+                    warnings.push(format!(
+                        "{}: {key}: stage '{stage}' is disabled for this marketplace: {problem}",
+                        self.path.display()
+                    ));
+                    sender.disabled_stages.insert(stage);
+                }
+            }
+        }
+        sender.policy = policy;
+        Ok(())
     }
 
     fn build(
@@ -607,11 +684,42 @@ impl Builder<'_> {
             first_delay: self.duration("retry.first_delay", &raw.retry.first_delay)?,
             max_delay: self.duration("retry.max_delay", &raw.retry.max_delay)?,
         };
-        let sender = self.sender("sender", &raw.sender, None)?;
+        let mut sender = self.sender("sender", &raw.sender, None)?;
+        if let Some(profile) = raw.sender.policy {
+            let adjustments = raw.policies.get(profile.as_str());
+            self.apply_policy(
+                "sender",
+                profile,
+                adjustments,
+                &stages,
+                &mut sender,
+                &mut warnings,
+            )?;
+        }
         let mut marketplaces = BTreeMap::new();
         for (name, m) in &raw.marketplaces {
-            let sender = self.sender(&format!("marketplaces.{name}"), m, Some(&sender))?;
-            marketplaces.insert(name.clone(), sender);
+            let key = format!("marketplaces.{name}");
+            let mut market = self.sender(&key, m, Some(&sender))?;
+            if let Some(profile) = m.policy {
+                let adjustments = raw.policies.get(profile.as_str());
+                self.apply_policy(
+                    &key,
+                    profile,
+                    adjustments,
+                    &stages,
+                    &mut market,
+                    &mut warnings,
+                )?;
+            }
+            marketplaces.insert(name.clone(), market);
+        }
+        for name in raw.policies.keys() {
+            if !["amazon", "none"].contains(&name.as_str()) {
+                return Err(self.invalid(
+                    format!("policies.{name}"),
+                    "unknown profile (amazon or none)",
+                ));
+            }
         }
         let mut mappings = BTreeMap::new();
         for (name, m) in raw.mappings {

@@ -166,7 +166,26 @@ pub struct PlanLine {
 pub struct Preview {
     pub outgoing: Outgoing,
     pub rendered: Rendered,
+    /// Forbidden words.
     pub findings: Vec<Finding>,
+    /// The marketplace policy's other rules.
+    pub violations: Vec<crate::policy::Violation>,
+}
+
+impl Preview {
+    /// Whether the message may go out.
+    pub fn is_clean(&self) -> bool {
+        self.findings.is_empty() && self.violations.is_empty()
+    }
+
+    /// Every problem, one per entry, as `PART:LINE:COL: rule: message`.
+    pub fn problems(&self) -> Vec<String> {
+        self.findings
+            .iter()
+            .map(|f| f.to_string())
+            .chain(self.violations.iter().map(|v| v.to_string()))
+            .collect()
+    }
 }
 
 /// Configuration, templates, store and transport, ready to work.
@@ -336,13 +355,12 @@ impl Engine {
             if !matches!(row.state, StageState::Scheduled | StageState::Retrying) {
                 continue;
             }
-            let prerequisite = spec.after.as_ref().and_then(|a| states.get(a).copied());
-            let evaluation = schedule::evaluate(
+            let evaluation = evaluate_stage(
+                &self.config,
                 &order,
                 spec,
-                prerequisite,
-                row.retry_at,
-                &self.config.rules,
+                row,
+                |a| states.get(a).copied(),
                 now,
             );
             let state = match evaluation.decision {
@@ -432,10 +450,29 @@ impl Engine {
             .templates
             .lint(stage, &rendered, &self.config.forbidden, &fields)?;
         let outgoing = message::build(order, sender, stage, &rendered, now)?;
+        let html_text = rendered.html.as_deref().map(crate::lint::visible_text);
+        let order_links: Vec<&str> = [&order.order_url, &order.tracking_url, &order.review_url]
+            .into_iter()
+            .flatten()
+            .map(|l| l.as_str())
+            .collect();
+        let violations = crate::policy::check(
+            &sender.policy,
+            &crate::policy::MessageParts {
+                subject: &rendered.subject,
+                text: &rendered.text,
+                html: rendered.html.as_deref(),
+                html_text: html_text.as_deref(),
+                raw: &outgoing.raw,
+                order_id: order.key.order_id.as_str(),
+                order_links: &order_links,
+            },
+        );
         Ok(Preview {
             outgoing,
             rendered,
             findings,
+            violations,
         })
     }
 
@@ -555,13 +592,8 @@ impl Engine {
             message_ref: Some(message_ref),
             ..log(status)
         };
-        if !preview.findings.is_empty() {
-            let detail = preview
-                .findings
-                .iter()
-                .map(|f| f.to_string())
-                .collect::<Vec<_>>()
-                .join("; ");
+        if !preview.is_clean() {
+            let detail = preview.problems().join("; ");
             tracing::warn!(order = %key, stage = %spec.name, outcome = "blocked", findings = %detail, "message blocked by the lint");
             self.store
                 .log(&NewLogEntry {
@@ -774,6 +806,34 @@ pub enum ComposeError {
     Message(#[from] message::MessageError),
 }
 
+/// The scheduler's decision for one open stage, with the marketplace's
+/// policy applied: a stage the policy disables is skipped, and a
+/// prerequisite it disables does not hold a stage back (under the amazon
+/// profile the feedback request goes without a follow-up).
+fn evaluate_stage(
+    config: &Config,
+    order: &Order,
+    spec: &StageSpec,
+    row: &StageRow,
+    state_of: impl Fn(&str) -> Option<StageState>,
+    now: DateTime<Utc>,
+) -> schedule::Evaluation {
+    let sender = config.sender_for(order.key.marketplace.as_str());
+    let prerequisite = spec
+        .after
+        .as_deref()
+        .filter(|after| !sender.disabled_stages.contains(*after))
+        .and_then(state_of);
+    let mut evaluation =
+        schedule::evaluate(order, spec, prerequisite, row.retry_at, &config.rules, now);
+    if sender.disabled_stages.contains(&spec.name) {
+        evaluation.decision = Decision::Skip(schedule::SkipReason::Policy(
+            sender.policy.profile.as_str().to_string(),
+        ));
+    }
+    evaluation
+}
+
 /// This machine's name, for claim owners (falls back to "localhost").
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
@@ -813,12 +873,8 @@ pub fn plan_order(
             reason: row.reason.clone().unwrap_or_default(),
         };
         if matches!(row.state, StageState::Scheduled | StageState::Retrying) {
-            let prerequisite = spec
-                .after
-                .as_ref()
-                .and_then(|a| states.get(a.as_str()).copied());
             let evaluation =
-                schedule::evaluate(order, spec, prerequisite, row.retry_at, &config.rules, now);
+                evaluate_stage(config, order, spec, row, |a| states.get(a).copied(), now);
             match evaluation.decision {
                 Decision::Due => {
                     line.state = "due".into();

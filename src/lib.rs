@@ -21,6 +21,8 @@ pub mod lint;
 pub mod message;
 /// The order and its field parsers.
 pub mod order;
+/// Marketplace policy profiles: rules beyond words.
+pub mod policy;
 /// Tera templates: loading, rendering and attributing lint hits.
 pub mod render;
 /// Pure scheduling rules: windows, sending hours, skips, prerequisites.

@@ -286,6 +286,8 @@ pub enum SkipReason {
         stage: String,
         state: StageState,
     },
+    /// The marketplace's policy profile does not allow this stage.
+    Policy(String),
 }
 
 impl fmt::Display for SkipReason {
@@ -295,6 +297,7 @@ impl fmt::Display for SkipReason {
             Self::PrerequisiteNotSent { stage, state } => {
                 write!(f, "{stage} was not sent ({state})")
             }
+            Self::Policy(profile) => write!(f, "disabled by the {profile} policy"),
         }
     }
 }

@@ -378,8 +378,8 @@ on_both_backends! {
         assert_eq!(
             lines,
             [
-                format!("{f}:3:8: forbidden word 'update' (matches 'update*')"),
-                format!("{f}:3:22: forbidden word 'review' (matches 'review*')"),
+                format!("{f}:3:8: forbidden-word: forbidden word 'update' (matches 'update*')"),
+                format!("{f}:3:22: forbidden-word: forbidden word 'review' (matches 'review*')"),
             ]
         );
         let clean = env.write("clean.txt", "You can exchange it or preview the manual.\n");
