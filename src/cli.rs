@@ -262,8 +262,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
             if !json {
                 writeln!(
                     out,
-                    "{:<20} {:<14} {:<12} {:<12} {:<36} {:<20} REASON",
-                    "ORDER", "STAGE", "STATE", "ANCHOR", "WINDOW (UTC)", "NEXT SEND (UTC)"
+                    "{:<20} {:<14} {:<12} {:<5} {:<12} {:<36} {:<20} REASON",
+                    "ORDER", "STAGE", "STATE", "LANG", "ANCHOR", "WINDOW (UTC)", "NEXT SEND (UTC)"
                 )?;
             }
             let mut write_error = None;
@@ -346,6 +346,10 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 println!("To: {}", preview.outgoing.to);
                 println!("Subject: {}", preview.rendered.subject);
                 println!("Message-ID: <{}>", preview.outgoing.message_id);
+                eprintln!(
+                    "# templates: {} (language {})",
+                    preview.rendered.folder, preview.rendered.locale
+                );
                 println!("\n{}", preview.rendered.text);
                 if let Some(html) = &preview.rendered.html {
                     println!("--- HTML body ---\n{html}");
@@ -516,8 +520,7 @@ async fn check(config: Config) -> Result<ExitCode> {
         println!("warn  config: {warning}");
     }
     report("config", Ok(config.path.display().to_string()));
-    let templates =
-        crate::render::Templates::load(&config.templates_dir, &config.stages, &config.forbidden);
+    let templates = crate::render::Templates::for_config(&config);
     report(
         "templates",
         match &templates {
@@ -605,10 +608,11 @@ fn plan_row(line: &PlanLine) -> String {
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| "-".into());
     format!(
-        "{:<20} {:<14} {:<12} {:<12} {:<36} {:<20} {}",
+        "{:<20} {:<14} {:<12} {:<5} {:<12} {:<36} {:<20} {}",
         line.order_id,
         line.stage,
         line.state,
+        line.locale,
         anchor.split(' ').next().unwrap_or("-"),
         window,
         next,
@@ -670,11 +674,7 @@ fn lint_message(
 /// `followupd lint`: the templates' own text, then every stage rendered
 /// against a sample order.
 fn lint_templates(config: &Config) -> Result<ExitCode> {
-    let templates = match crate::render::Templates::load(
-        &config.templates_dir,
-        &config.stages,
-        &config.forbidden,
-    ) {
+    let templates = match crate::render::Templates::for_config(config) {
         Ok(t) => t,
         Err(e) => {
             println!("{e}");
@@ -691,10 +691,16 @@ fn lint_templates(config: &Config) -> Result<ExitCode> {
     }
     let order = crate::order::sample_order(&config.default_marketplace);
     let sender = config.sender_for(order.key.marketplace.as_str());
-    for stage in &config.stages {
+    let mut locales = vec![None];
+    locales.extend(templates.locales().into_iter().map(Some));
+    let sets: Vec<(Option<String>, &crate::schedule::StageSpec)> = locales
+        .iter()
+        .flat_map(|l| config.stages.iter().map(move |s| (l.clone(), s)))
+        .collect();
+    for (locale, stage) in &sets {
         let context =
             crate::render::context(&order, sender, &stage.name, config.rules.default_zone);
-        match templates.render(&stage.name, &context) {
+        match templates.render(&stage.name, locale.as_deref(), &context) {
             Ok(rendered) => {
                 let findings = templates.lint(
                     &stage.name,
@@ -717,7 +723,11 @@ fn lint_templates(config: &Config) -> Result<ExitCode> {
         }
     }
     if problems == 0 {
-        eprintln!("lint: {} stages, no problems", config.stages.len());
+        eprintln!(
+            "lint: {} stages in {} languages, no problems",
+            config.stages.len(),
+            locales.len()
+        );
     }
     Ok(exit(problems == 0))
 }

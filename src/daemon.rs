@@ -350,8 +350,7 @@ async fn reload(engine: &mut Engine, config_path: &Path, why: &str) {
 
 async fn load_new_set(engine: &mut Engine, config_path: &Path) -> Result<(), String> {
     let mut config = Config::load(config_path).map_err(|e| e.to_string())?;
-    let templates = Templates::load(&config.templates_dir, &config.stages, &config.forbidden)
-        .map_err(|e| e.to_string())?;
+    let templates = Templates::for_config(&config).map_err(|e| e.to_string())?;
     refuse_forbidden_template_text(&templates).map_err(|e| e.to_string())?;
     if config.database_url != engine.config.database_url {
         tracing::warn!("database.url changed: that takes a restart; keeping the current database");

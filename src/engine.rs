@@ -159,6 +159,8 @@ pub struct PlanLine {
     pub window: Option<Window>,
     pub next_send: Option<DateTime<Utc>>,
     pub reason: String,
+    /// The language whose templates the stage uses.
+    pub locale: String,
 }
 
 /// A message as `preview` shows it.
@@ -229,7 +231,7 @@ fn keep_leases(
 impl Engine {
     /// Loads templates, opens the store and builds the transport.
     pub async fn open(config: Config) -> Result<Self, EngineError> {
-        let templates = Templates::load(&config.templates_dir, &config.stages, &config.forbidden)?;
+        let templates = Templates::for_config(&config)?;
         let store = Store::open(&config.database_url).await?;
         store.ensure_stage_rows(&stage_names(&config)).await?;
         let transport = Transport::new(&config.transport)?;
@@ -444,7 +446,8 @@ impl Engine {
         let sender = self.config.sender_for(order.key.marketplace.as_str());
         let zone = schedule::buyer_zone(order, &self.config.rules);
         let context = render::context(order, sender, stage, zone);
-        let rendered = self.templates.render(stage, &context)?;
+        let locale = order.locale.as_ref().map(|l| l.as_str());
+        let rendered = self.templates.render(stage, locale, &context)?;
         let fields = order.text_fields();
         let findings = self
             .templates
@@ -755,12 +758,13 @@ impl Engine {
         mut emit: impl FnMut(PlanLine),
     ) -> Result<(), EngineError> {
         let config = Arc::clone(&self.config);
+        let templates = Arc::clone(&self.templates);
         self.store
             .for_each_order(|order, rows| {
                 if only_order.is_some_and(|id| id != order.key.order_id.as_str()) {
                     return;
                 }
-                for line in plan_order(&config, &order, &rows, now) {
+                for line in plan_order(&config, &templates, &order, &rows, now) {
                     emit(line);
                 }
             })
@@ -851,6 +855,7 @@ pub fn stage_names(config: &Config) -> Vec<String> {
 /// The plan lines of one order, with prerequisites resolved in stage order.
 pub fn plan_order(
     config: &Config,
+    templates: &Templates,
     order: &Order,
     rows: &[StageRow],
     now: DateTime<Utc>,
@@ -871,6 +876,10 @@ pub fn plan_order(
             window,
             next_send: None,
             reason: row.reason.clone().unwrap_or_default(),
+            locale: templates
+                .select(&spec.name, order.locale.as_ref().map(|l| l.as_str()))
+                .map(|(_, locale)| locale)
+                .unwrap_or_default(),
         };
         if matches!(row.state, StageState::Scheduled | StageState::Retrying) {
             let evaluation =

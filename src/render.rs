@@ -53,11 +53,22 @@ struct TemplateFile {
     own_hits: TemplateHits,
 }
 
+/// One stage's templates in one language.
 #[derive(Debug, Clone)]
-struct StageTemplates {
+pub struct StageTemplates {
     subject: TemplateFile,
     text: TemplateFile,
     html: Option<TemplateFile>,
+}
+
+impl StageTemplates {
+    /// The folder holding these templates, as shown to people.
+    pub fn folder(&self) -> String {
+        Path::new(&self.subject.display)
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    }
 }
 
 /// A rendered message before it is wrapped into MIME.
@@ -66,13 +77,19 @@ pub struct Rendered {
     pub subject: String,
     pub text: String,
     pub html: Option<String>,
+    /// The locale whose templates were used.
+    pub locale: String,
+    /// The folder they came from.
+    pub folder: String,
 }
 
 /// A parsed, complete template set.
 #[derive(Debug, Clone)]
 pub struct Templates {
     tera: tera::Tera,
-    stages: BTreeMap<String, StageTemplates>,
+    /// Keyed by (locale, stage); the default set has locale "".
+    stages: BTreeMap<(String, String), StageTemplates>,
+    default_locale: String,
 }
 
 impl Templates {
@@ -83,6 +100,7 @@ impl Templates {
         dir: &Path,
         stages: &[StageSpec],
         forbidden: &Forbidden,
+        default_locale: &str,
     ) -> Result<Self, RenderError> {
         let mut sources = Vec::new();
         collect_tera_files(dir, dir, &mut sources)?;
@@ -99,8 +117,8 @@ impl Templates {
         )
         .map_err(|e| RenderError::Syntax(describe_tera_error(&e, &by_name)))?;
 
-        let file = |stage: &str, template: &str| -> Option<TemplateFile> {
-            let name = format!("{stage}/{template}");
+        let file = |folder: &str, template: &str| -> Option<TemplateFile> {
+            let name = format!("{folder}/{template}");
             let (display, text) = by_name.get(&name)?;
             Some(TemplateFile {
                 name,
@@ -111,27 +129,108 @@ impl Templates {
                 },
             })
         };
-        let mut stage_templates = BTreeMap::new();
-        for stage in stages {
-            let required = |template: &str| {
-                file(&stage.name, template).ok_or_else(|| RenderError::Missing {
-                    stage: stage.name.clone(),
-                    file: dir.join(&stage.name).join(template).display().to_string(),
-                })
+        let set = |folder: &str, stage: &str| -> Result<Option<StageTemplates>, RenderError> {
+            let Some(subject) = file(folder, SUBJECT) else {
+                return Ok(None);
             };
-            stage_templates.insert(
-                stage.name.clone(),
-                StageTemplates {
-                    subject: required(SUBJECT)?,
-                    text: required(TEXT_BODY)?,
-                    html: file(&stage.name, HTML_BODY),
-                },
-            );
+            let text = file(folder, TEXT_BODY).ok_or_else(|| RenderError::Missing {
+                stage: stage.to_string(),
+                file: dir.join(folder).join(TEXT_BODY).display().to_string(),
+            })?;
+            Ok(Some(StageTemplates {
+                subject,
+                text,
+                html: file(folder, HTML_BODY),
+            }))
+        };
+        // The default set: stage folders at the top, or under the default
+        // locale's folder.
+        let mut sets = BTreeMap::new();
+        for stage in stages {
+            let default = match set(&stage.name, &stage.name)? {
+                Some(t) => t,
+                None => set(&format!("{default_locale}/{}", stage.name), &stage.name)?.ok_or_else(
+                    || RenderError::Missing {
+                        stage: stage.name.clone(),
+                        file: dir.join(&stage.name).join(SUBJECT).display().to_string(),
+                    },
+                )?,
+            };
+            sets.insert((String::new(), stage.name.clone()), default);
+        }
+        // Locale sets: templates/<locale>/<stage>/.
+        let stage_names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+        let locales: std::collections::BTreeSet<String> = by_name
+            .keys()
+            .filter_map(|name| {
+                let mut parts = name.split('/');
+                let (locale, stage) = (parts.next()?, parts.next()?);
+                (parts.next().is_some()
+                    && stage_names.contains(&stage)
+                    && !stage_names.contains(&locale))
+                .then(|| locale.to_string())
+            })
+            .collect();
+        for locale in &locales {
+            for stage in stages {
+                if let Some(t) = set(&format!("{locale}/{}", stage.name), &stage.name)? {
+                    sets.insert((locale.to_lowercase(), stage.name.clone()), t);
+                }
+            }
         }
         Ok(Self {
             tera,
-            stages: stage_templates,
+            stages: sets,
+            default_locale: default_locale.to_string(),
         })
+    }
+
+    /// Loads the set `config` names.
+    pub fn for_config(config: &crate::config::Config) -> Result<Self, RenderError> {
+        Self::load(
+            &config.templates_dir,
+            &config.stages,
+            &config.forbidden,
+            &config.default_locale,
+        )
+    }
+
+    /// The template set for a buyer's locale: the exact locale (`de-AT`),
+    /// then its language (`de`), then the default set. Returns the set and
+    /// the locale it belongs to.
+    pub fn select(
+        &self,
+        stage: &str,
+        locale: Option<&str>,
+    ) -> Result<(&StageTemplates, String), RenderError> {
+        let mut candidates = Vec::new();
+        if let Some(locale) = locale.map(|l| l.trim().replace('_', "-").to_lowercase()) {
+            if let Some((language, _)) = locale.split_once('-') {
+                candidates.push(language.to_string());
+            }
+            candidates.insert(0, locale);
+        }
+        for candidate in candidates {
+            if let Some(t) = self.stages.get(&(candidate.clone(), stage.to_string())) {
+                return Ok((t, candidate));
+            }
+        }
+        self.stages
+            .get(&(String::new(), stage.to_string()))
+            .map(|t| (t, self.default_locale.clone()))
+            .ok_or_else(|| RenderError::UnknownStage(stage.to_string()))
+    }
+
+    /// The locales with templates of their own, besides the default.
+    pub fn locales(&self) -> Vec<String> {
+        let mut locales: Vec<String> = self
+            .stages
+            .keys()
+            .map(|(l, _)| l.clone())
+            .filter(|l| !l.is_empty())
+            .collect();
+        locales.dedup();
+        locales
     }
 
     /// Forbidden words written into the templates themselves, as
@@ -150,15 +249,14 @@ impl Templates {
             .collect()
     }
 
-    fn stage(&self, stage: &str) -> Result<&StageTemplates, RenderError> {
-        self.stages
-            .get(stage)
-            .ok_or_else(|| RenderError::UnknownStage(stage.to_string()))
-    }
-
-    /// Renders one stage's message for the given context.
-    pub fn render(&self, stage: &str, context: &tera::Context) -> Result<Rendered, RenderError> {
-        let templates = self.stage(stage)?;
+    /// Renders one stage's message in the buyer's locale.
+    pub fn render(
+        &self,
+        stage: &str,
+        locale: Option<&str>,
+        context: &tera::Context,
+    ) -> Result<Rendered, RenderError> {
+        let (templates, used) = self.select(stage, locale)?;
         let render = |f: &TemplateFile| {
             self.tera
                 .render(&f.name, context)
@@ -178,6 +276,8 @@ impl Templates {
             subject,
             text: render(&templates.text)?,
             html: templates.html.as_ref().map(render).transpose()?,
+            locale: used,
+            folder: templates.folder(),
         })
     }
 
@@ -190,7 +290,7 @@ impl Templates {
         forbidden: &Forbidden,
         fields: &[(String, &str)],
     ) -> Result<Vec<Finding>, RenderError> {
-        let templates = self.stage(stage)?;
+        let (templates, _) = self.select(stage, Some(&rendered.locale))?;
         let mut parts = vec![
             (Part::Subject, rendered.subject.clone(), &templates.subject),
             (Part::Text, rendered.text.clone(), &templates.text),
