@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Duration, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -186,23 +186,44 @@ impl SendingHours {
         if local.time() >= self.start {
             date = date.succ_opt().unwrap_or(date);
         }
-        first_instant_at_or_after(date.and_time(self.start), zone)
+        // The opening on that day, or the next (a repeated hour can put
+        // the day's first opening before `t`).
+        for _ in 0..3 {
+            if let Some(open) = opening_not_before(date.and_time(self.start), zone, t) {
+                return open;
+            }
+            date = date.succ_opt().unwrap_or(date);
+        }
+        t
     }
 }
 
-/// Maps a local wall-clock time to an instant. In a repeated hour it takes
-/// the first occurrence; in a skipped hour (spring forward) it takes the
-/// first instant after the gap.
-fn first_instant_at_or_after(local: NaiveDateTime, zone: Tz) -> DateTime<Utc> {
+/// The first instant a local wall-clock time maps to that is not before
+/// `not_before`. In a repeated hour (autumn) either occurrence may be it; in
+/// a skipped hour (spring) the opening moves to the first instant after the
+/// gap.
+fn opening_not_before(
+    local: NaiveDateTime,
+    zone: Tz,
+    not_before: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
     let mut probe = local;
     // DST gaps are at most a few hours; step in minutes to land right after one.
     for _ in 0..(6 * 60) {
-        if let Some(t) = zone.from_local_datetime(&probe).earliest() {
-            return t.with_timezone(&Utc);
+        match zone.from_local_datetime(&probe) {
+            LocalResult::Single(t) => {
+                return Some(t.with_timezone(&Utc)).filter(|t| *t >= not_before)
+            }
+            LocalResult::Ambiguous(first, second) => {
+                return [first, second]
+                    .into_iter()
+                    .map(|t| t.with_timezone(&Utc))
+                    .find(|t| *t >= not_before)
+            }
+            LocalResult::None => probe += Duration::minutes(1),
         }
-        probe += Duration::minutes(1);
     }
-    Utc.from_utc_datetime(&local)
+    None
 }
 
 /// Scheduling settings that apply to every stage.
