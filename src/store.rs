@@ -266,9 +266,9 @@ impl Store {
         let now = to_secs(now);
         let mut tx = self.pool.begin().await?;
         let (mut inserted, mut updated) = (0, 0);
-        for chunk in chunks_without_repeats(records, rows_per_statement(self.backend)) {
-            let order_sql = upsert_orders_sql(chunk.len());
-            let mut query = sqlx::query_scalar::<_, i64>(&order_sql);
+        for chunk in chunks_without_repeats(records, ROWS_PER_STATEMENT) {
+            let order_sql = upsert_orders_sql(self.backend, chunk.len());
+            let mut query = sqlx::query_scalar::<_, i64>(&order_sql).bind(now).bind(now);
             for record in chunk {
                 let o = &record.order;
                 let extra = serde_json::to_string(&o.extra).unwrap_or_else(|_| "{}".into());
@@ -292,15 +292,15 @@ impl Store {
                     .bind(i64::from(record.status_given))
                     .bind(i64::from(record.complaint_given));
             }
-            for revision in query.bind(now).fetch_all(&mut *tx).await? {
+            for revision in query.fetch_all(&mut *tx).await? {
                 if revision == 1 {
                     inserted += 1;
                 } else {
                     updated += 1;
                 }
             }
-            let stage_sql = stage_upsert_sql(chunk.len(), stages.len());
-            let mut query = sqlx::query(&stage_sql);
+            let stage_sql = stage_upsert_sql(self.backend, chunk.len(), stages.len());
+            let mut query = sqlx::query(&stage_sql).bind(now);
             for record in chunk {
                 query = query
                     .bind(record.order.key.marketplace.as_str())
@@ -309,7 +309,7 @@ impl Store {
             for stage in stages {
                 query = query.bind(stage.as_str());
             }
-            query.bind(now).execute(&mut *tx).await?;
+            query.execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok((inserted, updated))
@@ -779,16 +779,9 @@ enum Bind {
     Int(i64),
 }
 
-/// Orders per multi-row statement. PostgreSQL takes big statements well (18
-/// parameters a row stays far inside its limit). SQLite looks numbered
-/// parameters up by name in a list, which costs O(parameters) each, so its
-/// statements stay small.
-fn rows_per_statement(backend: Backend) -> usize {
-    match backend {
-        Backend::Sqlite => 24,
-        Backend::Postgres => 500,
-    }
-}
+/// Orders per multi-row statement: 18 parameters a row stays well inside
+/// both databases' parameter limits.
+const ROWS_PER_STATEMENT: usize = 500;
 
 /// Parameters per order row in [`upsert_orders_sql`].
 const ORDER_PARAMS: usize = 18;
@@ -814,10 +807,21 @@ fn chunks_without_repeats(records: &[OrderRecord], size: usize) -> Vec<&[OrderRe
     chunks
 }
 
-/// `$a, $b, …` placeholders for `count` consecutive parameters from `first`.
-fn placeholders(first: usize, count: usize) -> String {
+/// The placeholder for parameter `i` (1-based). Bulk statements number
+/// their parameters in the order they appear in the text, so SQLite can take
+/// anonymous `?` (it looks numbered ones up by name, at a cost that grows
+/// with the parameter count) while PostgreSQL takes `$i`.
+fn placeholder(backend: Backend, i: usize) -> String {
+    match backend {
+        Backend::Sqlite => "?".to_string(),
+        Backend::Postgres => format!("${i}"),
+    }
+}
+
+/// Placeholders for `count` consecutive parameters from `first`.
+fn placeholders(backend: Backend, first: usize, count: usize) -> String {
     (first..first + count)
-        .map(|i| format!("${i}"))
+        .map(|i| placeholder(backend, i))
         .collect::<Vec<_>>()
         .join(", ")
 }
@@ -827,10 +831,16 @@ fn placeholders(first: usize, count: usize) -> String {
 /// or complaint flag the row did not state keeps the stored one, an opt-out
 /// is never withdrawn. `revision` tells inserted (1) from updated rows.
 /// (sqlx prepares each distinct text once per connection and reuses it.)
-fn upsert_orders_sql(rows: usize) -> String {
-    let now = rows * ORDER_PARAMS + 1;
+fn upsert_orders_sql(backend: Backend, rows: usize) -> String {
+    // Parameters in text order: the import time twice, then the rows.
+    let (created, updated) = (placeholder(backend, 1), placeholder(backend, 2));
     let values: Vec<String> = (0..rows)
-        .map(|r| format!("({})", placeholders(r * ORDER_PARAMS + 1, ORDER_PARAMS)))
+        .map(|r| {
+            format!(
+                "({})",
+                placeholders(backend, r * ORDER_PARAMS + 3, ORDER_PARAMS)
+            )
+        })
         .collect();
     let sql = format!(
             "INSERT INTO orders (marketplace, order_id, buyer_email, buyer_name, product_name, \
@@ -845,7 +855,7 @@ fn upsert_orders_sql(rows: usize) -> String {
              COALESCE(v.column13, o.order_url), COALESCE(v.column14, o.tracking_url), \
              COALESCE(v.column15, o.review_url), \
              CASE WHEN v.column16 = '{{}}' AND o.extra IS NOT NULL THEN o.extra ELSE v.column16 END, \
-             COALESCE(o.revision + 1, 1), COALESCE(o.created_at, ${now}), ${now} \
+             COALESCE(o.revision + 1, 1), COALESCE(o.created_at, {created}), {updated} \
              FROM (VALUES {values}) AS v \
              LEFT JOIN orders o ON o.marketplace = v.column1 AND o.order_id = v.column2 \
              WHERE true \
@@ -867,17 +877,18 @@ fn upsert_orders_sql(rows: usize) -> String {
 /// Inserts every stage row of `rows` orders; for rows that exist, flags the
 /// open ones for a fresh look (next_check_at = 0) and leaves ended ones
 /// alone.
-fn stage_upsert_sql(rows: usize, stages: usize) -> String {
+fn stage_upsert_sql(backend: Backend, rows: usize, stages: usize) -> String {
+    // Parameters in text order: the import time, the keys, the stage names.
+    let now = placeholder(backend, 1);
     let keys: Vec<String> = (0..rows)
-        .map(|r| format!("({})", placeholders(r * 2 + 1, 2)))
+        .map(|r| format!("({})", placeholders(backend, r * 2 + 2, 2)))
         .collect();
     let names: Vec<String> = (0..stages)
-        .map(|i| format!("(${})", rows * 2 + 1 + i))
+        .map(|i| format!("({})", placeholder(backend, rows * 2 + 2 + i)))
         .collect();
-    let now = rows * 2 + stages + 1;
     let sql = format!(
             "INSERT INTO stages (marketplace, order_id, stage, state, next_check_at, attempts, updated_at) \
-             SELECT k.column1, k.column2, n.column1, 'scheduled', 0, 0, ${now} \
+             SELECT k.column1, k.column2, n.column1, 'scheduled', 0, 0, {now} \
              FROM (VALUES {keys}) AS k CROSS JOIN (VALUES {names}) AS n WHERE true \
              ON CONFLICT (marketplace, order_id, stage) DO UPDATE SET \
              next_check_at = 0, updated_at = excluded.updated_at \
