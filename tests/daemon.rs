@@ -702,286 +702,12 @@ fn ready_after_startup_then_inbox_files_are_imported_sent_and_filed() {
 /// With nothing to do, the service sleeps: it does not loop (each pass
 /// sends a STATUS=, so a busy loop shows as a flood of them). The inbox
 /// watcher must not wake the loop for the loop's own reads of the inbox.
-#[test]
-fn an_idle_service_with_an_inbox_sleeps() {
-    let env = Env::new(&file_config(INBOX));
-    let mut daemon = Daemon::start(&env, "run", &[], &[]);
-    daemon.wait_ready();
-    std::thread::sleep(Duration::from_millis(300));
-    let before = daemon.notify.len();
-    std::thread::sleep(Duration::from_millis(1000));
-    let during = daemon.notify.since(before);
-    assert!(
-        during.len() <= 2,
-        "an idle service sent {} notifications in one second (a busy loop?): {}",
-        during.len(),
-        describe(&during.iter().map(|s| s.as_str()).collect::<Vec<_>>())
-    );
-    // It still reacts to a new file at once.
-    drop_into_inbox(&env, "late.csv", &csv(&["L1"]));
-    wait_for_message(&env, &daemon, "L1");
-    daemon.stop(secs(5.0));
-}
-
 /// SIGHUP with a broken template keeps the running set (and says where the
 /// error is); with a fixed one it switches. RELOADING=1 + MONOTONIC_USEC=
 /// and then READY=1 frame each reload.
-#[test]
-fn sighup_refuses_a_broken_template_set_and_takes_a_fixed_one() {
-    let env = Env::new(&file_config(&format!(
-        "{INBOX}\n[daemon]\nwatch_templates = false\n"
-    )));
-    let body = env.path("templates/shipment/body.txt.tera");
-    let original = std::fs::read_to_string(&body).unwrap();
-    let old_line = "Thank you for shopping with Test Shop. Your Teapot";
-    assert!(original
-        .lines()
-        .nth(2)
-        .unwrap()
-        .starts_with("Thank you for"));
-    let with_line_3 = |line: &str| -> String {
-        original
-            .lines()
-            .enumerate()
-            .map(|(i, l)| if i == 2 { line } else { l })
-            .collect::<Vec<_>>()
-            .join("\n")
-            + "\n"
-    };
-
-    let mut daemon = Daemon::start(&env, "run", &[], &[]);
-    let ready = daemon.wait_ready();
-    drop_into_inbox(&env, "h1.csv", &csv(&["H1"]));
-    let first = unfolded(&wait_for_message(&env, &daemon, "H1"));
-    assert!(
-        first.contains(&format!("{old_line} H1 has left us")),
-        "{first}"
-    );
-
-    // 1. A Tera syntax error (line 3, column 26: the lone `}`).
-    std::fs::write(
-        &body,
-        with_line_3("Thanks from {{ shop.name }. Your {{ order.product_name }} is coming."),
-    )
-    .unwrap();
-    let mark = daemon.notify.len();
-    daemon.signal("HUP");
-    let reloading = daemon
-        .notify
-        .wait_for(mark, secs(10.0), "RELOADING=1", |m| has(m, "RELOADING=1"));
-    let message = daemon.notify.get(reloading);
-    let monotonic = message
-        .lines()
-        .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
-        .unwrap_or_else(|| panic!("RELOADING=1 without MONOTONIC_USEC=: {message:?}"));
-    assert!(monotonic.parse::<u64>().is_ok_and(|v| v > 0), "{message:?}");
-    let done = daemon
-        .notify
-        .wait_for(reloading, secs(10.0), "READY=1", |m| has(m, "READY=1"));
-    let done_status = status(&daemon.notify.get(done))
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        done_status.starts_with("reload failed"),
-        "STATUS after a refused reload: {done_status:?}"
-    );
-    assert!(
-        eventually(secs(2.0), || daemon.log().contains("reload refused")),
-        "{}",
-        daemon.log()
-    );
-    let log = daemon.log();
-    let position = format!("{}:3:26:", body.display());
-    assert!(
-        log.contains(&position),
-        "the log must name {position}; log:\n{log}"
-    );
-    assert!(done_status.contains(":3:26"), "{done_status:?}");
-    assert!(daemon.alive(), "the daemon died on a broken template");
-
-    // Still running on the old set.
-    drop_into_inbox(&env, "h2.csv", &csv(&["H2"]));
-    let second = unfolded(&wait_for_message(&env, &daemon, "H2"));
-    assert!(
-        second.contains(&format!("{old_line} H2 has left us")),
-        "not rendered with the previous template: {second}"
-    );
-
-    // 2. Valid Tera, but a forbidden word in the template's own text.
-    std::fs::write(
-        &body,
-        with_line_3("Please review your {{ order.product_name }}."),
-    )
-    .unwrap();
-    let mark = daemon.notify.len();
-    daemon.signal("HUP");
-    let reloading = daemon
-        .notify
-        .wait_for(mark, secs(10.0), "RELOADING=1", |m| has(m, "RELOADING=1"));
-    let done = daemon
-        .notify
-        .wait_for(reloading, secs(10.0), "READY=1", |m| has(m, "READY=1"));
-    let done_status = status(&daemon.notify.get(done))
-        .unwrap_or_default()
-        .to_string();
-    assert!(
-        done_status.starts_with("reload failed") && done_status.contains("review"),
-        "{done_status:?}"
-    );
-    let position = format!("{}:3:8: forbidden word 'review'", body.display());
-    assert!(
-        eventually(secs(2.0), || daemon.log().contains(&position)),
-        "the log must name {position}; log:\n{}",
-        daemon.log()
-    );
-    assert!(daemon.alive());
-
-    // 3. Fixed: the next SIGHUP takes the new text.
-    std::fs::write(
-        &body,
-        with_line_3(
-            "Good news from {{ shop.name }}: your {{ order.product_name }} is on the road.",
-        ),
-    )
-    .unwrap();
-    let mark = daemon.notify.len();
-    daemon.signal("HUP");
-    let reloading = daemon
-        .notify
-        .wait_for(mark, secs(10.0), "RELOADING=1", |m| {
-            has(m, "RELOADING=1") && m.contains("MONOTONIC_USEC=")
-        });
-    let done = daemon
-        .notify
-        .wait_for(reloading, secs(10.0), "READY=1", |m| has(m, "READY=1"));
-    let done_status = status(&daemon.notify.get(done))
-        .unwrap_or_default()
-        .to_string();
-    assert!(done_status.starts_with("reloaded"), "{done_status:?}");
-    assert!(
-        eventually(secs(2.0), || daemon.log().contains("reload done")),
-        "{}",
-        daemon.log()
-    );
-    drop_into_inbox(&env, "h3.csv", &csv(&["H3"]));
-    let third = unfolded(&wait_for_message(&env, &daemon, "H3"));
-    assert!(
-        third.contains("Good news from Test Shop: your Teapot H3 is on the road."),
-        "not rendered with the new template: {third}"
-    );
-    assert!(!third.contains(old_line), "{third}");
-
-    // Three reloads, each framed by RELOADING=1 ... READY=1; the initial
-    // READY=1 came first.
-    let all = daemon.notify.since(0);
-    let reloads = all.iter().filter(|m| has(m, "RELOADING=1")).count();
-    let readies = all.iter().filter(|m| has(m, "READY=1")).count();
-    assert_eq!((reloads, readies), (3, 4), "{:?}", all);
-    assert!(all[..ready].iter().all(|m| !has(m, "RELOADING=1")));
-    daemon.stop(secs(5.0));
-}
-
 /// SIGTERM in the middle of a batch to a slow SMTP server: no new sends
 /// start, those in flight finish, the process exits 0 well within the
 /// grace period, and every stage is left final or still scheduled.
-#[test]
-fn sigterm_during_a_batch_lets_in_flight_sends_finish_and_exits_cleanly() {
-    let server = SmtpServer::start(&["--data-delay", "1"]);
-    let env = Env::new(&smtp_config(server.port, "shutdown_grace = \"8s\""));
-    let ids = ["T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8"];
-    import_due(&env, &ids);
-
-    let mut daemon = Daemon::start(&env, "run", &[], &[]);
-    daemon.wait_ready();
-    // Wait until sends are in flight (the server holds each DATA reply 1 s).
-    let in_flight = eventually(secs(10.0), || {
-        shipment_states(&env).iter().any(|(_, s)| s == "sending")
-    });
-    assert!(
-        in_flight,
-        "no send went into flight; log:\n{}",
-        daemon.log()
-    );
-    let took = daemon.stop(secs(8.0));
-    assert!(
-        took < secs(4.0),
-        "in-flight sends take about 1 s, the exit took {took:?}"
-    );
-    let notifications = daemon.notify.since(0);
-    assert!(
-        notifications.iter().any(|m| has(m, "STOPPING=1")),
-        "no STOPPING=1: {notifications:?}"
-    );
-    let log = daemon.log();
-    assert!(log.contains("SIGTERM received"), "{log}");
-    assert!(log.contains("followupd stopped"), "{log}");
-    assert!(!log.contains("grace period over"), "{log}");
-
-    // Every shipment is sent or still scheduled; nothing is left in flight
-    // (or in doubt), and the stop did hold back the rest of the batch.
-    let states = shipment_states(&env);
-    assert_eq!(states.len(), ids.len());
-    let plan = json_lines(&env.ok(&["plan", "--json"]));
-    assert!(
-        plan.iter().all(|l| l["state"] != "sending"),
-        "stages left in sending: {plan:?}"
-    );
-    let sent: Vec<&str> = states
-        .iter()
-        .filter(|(_, s)| s == "sent")
-        .map(|(id, _)| id.as_str())
-        .collect();
-    // `plan` shows a scheduled stage whose time has come as "due".
-    let scheduled = states
-        .iter()
-        .filter(|(_, s)| s == "scheduled" || s == "due")
-        .count();
-    assert_eq!(
-        sent.len() + scheduled,
-        ids.len(),
-        "only sent or scheduled expected: {states:?}"
-    );
-    assert!(
-        !sent.is_empty(),
-        "the in-flight sends did not finish: {states:?}"
-    );
-    assert!(
-        scheduled > 0,
-        "SIGTERM did not stop new sends from starting: {states:?}"
-    );
-
-    // The send log agrees, and so does the server.
-    let logs = json_lines(&env.ok(&["logs", "--json"]));
-    let mut logged_sent: Vec<&str> = logs
-        .iter()
-        .filter(|e| e["status"] == "sent")
-        .map(|e| e["order_id"].as_str().unwrap())
-        .collect();
-    logged_sent.sort();
-    assert_eq!(logged_sent, sent, "send log: {logs:?}");
-    assert!(
-        logs.iter().all(|e| e["status"] == "sent"),
-        "only successful sends expected in the log: {logs:?}"
-    );
-    let received = server.received();
-    assert_eq!(received.len(), sent.len(), "server got: {received:?}");
-    let mut received_to: Vec<String> = received
-        .iter()
-        .map(|r| r["rcpt_tos"][0].as_str().unwrap().to_string())
-        .collect();
-    received_to.sort();
-    let expected: Vec<String> = sent
-        .iter()
-        .map(|id| format!("{id}@buyer.example"))
-        .collect();
-    assert_eq!(received_to, expected);
-    assert!(
-        server.attempts().iter().all(|a| a["stage"] == "data"),
-        "a transaction was cut off: {:?}",
-        server.attempts()
-    );
-}
-
 /// When in-flight sends outlast the grace period the service still exits 0
 /// in about the grace period; those sends are left in doubt and the next
 /// start settles them as unknown rather than sending them twice.
@@ -1150,4 +876,279 @@ fn watchdog_pings_at_half_the_interval_for_the_right_pid() {
     unset.stop(secs(5.0));
     own.stop(secs(5.0));
     other.stop(secs(5.0));
+}
+
+// The service behaves the same on both backends (the single-instance lock
+// and in-doubt settling at start are SQLite matters, tested above).
+on_both_backends! {
+    fn an_idle_service_with_an_inbox_sleeps() {
+        let env = Env::new(&file_config(INBOX));
+        let mut daemon = Daemon::start(&env, "run", &[], &[]);
+        daemon.wait_ready();
+        std::thread::sleep(Duration::from_millis(300));
+        let before = daemon.notify.len();
+        std::thread::sleep(Duration::from_millis(1000));
+        let during = daemon.notify.since(before);
+        assert!(
+            during.len() <= 2,
+            "an idle service sent {} notifications in one second (a busy loop?): {}",
+            during.len(),
+            describe(&during.iter().map(|s| s.as_str()).collect::<Vec<_>>())
+        );
+        // It still reacts to a new file at once.
+        drop_into_inbox(&env, "late.csv", &csv(&["L1"]));
+        wait_for_message(&env, &daemon, "L1");
+        daemon.stop(secs(5.0));
+    }
+
+    fn sighup_refuses_a_broken_template_set_and_takes_a_fixed_one() {
+        let env = Env::new(&file_config(&format!(
+            "{INBOX}\n[daemon]\nwatch_templates = false\n"
+        )));
+        let body = env.path("templates/shipment/body.txt.tera");
+        let original = std::fs::read_to_string(&body).unwrap();
+        let old_line = "Thank you for shopping with Test Shop. Your Teapot";
+        assert!(original
+            .lines()
+            .nth(2)
+            .unwrap()
+            .starts_with("Thank you for"));
+        let with_line_3 = |line: &str| -> String {
+            original
+                .lines()
+                .enumerate()
+                .map(|(i, l)| if i == 2 { line } else { l })
+                .collect::<Vec<_>>()
+                .join("\n")
+                + "\n"
+        };
+
+        let mut daemon = Daemon::start(&env, "run", &[], &[]);
+        let ready = daemon.wait_ready();
+        drop_into_inbox(&env, "h1.csv", &csv(&["H1"]));
+        let first = unfolded(&wait_for_message(&env, &daemon, "H1"));
+        assert!(
+            first.contains(&format!("{old_line} H1 has left us")),
+            "{first}"
+        );
+
+        // 1. A Tera syntax error (line 3, column 26: the lone `}`).
+        std::fs::write(
+            &body,
+            with_line_3("Thanks from {{ shop.name }. Your {{ order.product_name }} is coming."),
+        )
+        .unwrap();
+        let mark = daemon.notify.len();
+        daemon.signal("HUP");
+        let reloading = daemon
+            .notify
+            .wait_for(mark, secs(10.0), "RELOADING=1", |m| has(m, "RELOADING=1"));
+        let message = daemon.notify.get(reloading);
+        let monotonic = message
+            .lines()
+            .find_map(|l| l.strip_prefix("MONOTONIC_USEC="))
+            .unwrap_or_else(|| panic!("RELOADING=1 without MONOTONIC_USEC=: {message:?}"));
+        assert!(monotonic.parse::<u64>().is_ok_and(|v| v > 0), "{message:?}");
+        let done = daemon
+            .notify
+            .wait_for(reloading, secs(10.0), "READY=1", |m| has(m, "READY=1"));
+        let done_status = status(&daemon.notify.get(done))
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            done_status.starts_with("reload failed"),
+            "STATUS after a refused reload: {done_status:?}"
+        );
+        assert!(
+            eventually(secs(2.0), || daemon.log().contains("reload refused")),
+            "{}",
+            daemon.log()
+        );
+        let log = daemon.log();
+        let position = format!("{}:3:26:", body.display());
+        assert!(
+            log.contains(&position),
+            "the log must name {position}; log:\n{log}"
+        );
+        assert!(done_status.contains(":3:26"), "{done_status:?}");
+        assert!(daemon.alive(), "the daemon died on a broken template");
+
+        // Still running on the old set.
+        drop_into_inbox(&env, "h2.csv", &csv(&["H2"]));
+        let second = unfolded(&wait_for_message(&env, &daemon, "H2"));
+        assert!(
+            second.contains(&format!("{old_line} H2 has left us")),
+            "not rendered with the previous template: {second}"
+        );
+
+        // 2. Valid Tera, but a forbidden word in the template's own text.
+        std::fs::write(
+            &body,
+            with_line_3("Please review your {{ order.product_name }}."),
+        )
+        .unwrap();
+        let mark = daemon.notify.len();
+        daemon.signal("HUP");
+        let reloading = daemon
+            .notify
+            .wait_for(mark, secs(10.0), "RELOADING=1", |m| has(m, "RELOADING=1"));
+        let done = daemon
+            .notify
+            .wait_for(reloading, secs(10.0), "READY=1", |m| has(m, "READY=1"));
+        let done_status = status(&daemon.notify.get(done))
+            .unwrap_or_default()
+            .to_string();
+        assert!(
+            done_status.starts_with("reload failed") && done_status.contains("review"),
+            "{done_status:?}"
+        );
+        let position = format!("{}:3:8: forbidden word 'review'", body.display());
+        assert!(
+            eventually(secs(2.0), || daemon.log().contains(&position)),
+            "the log must name {position}; log:\n{}",
+            daemon.log()
+        );
+        assert!(daemon.alive());
+
+        // 3. Fixed: the next SIGHUP takes the new text.
+        std::fs::write(
+            &body,
+            with_line_3(
+                "Good news from {{ shop.name }}: your {{ order.product_name }} is on the road.",
+            ),
+        )
+        .unwrap();
+        let mark = daemon.notify.len();
+        daemon.signal("HUP");
+        let reloading = daemon
+            .notify
+            .wait_for(mark, secs(10.0), "RELOADING=1", |m| {
+                has(m, "RELOADING=1") && m.contains("MONOTONIC_USEC=")
+            });
+        let done = daemon
+            .notify
+            .wait_for(reloading, secs(10.0), "READY=1", |m| has(m, "READY=1"));
+        let done_status = status(&daemon.notify.get(done))
+            .unwrap_or_default()
+            .to_string();
+        assert!(done_status.starts_with("reloaded"), "{done_status:?}");
+        assert!(
+            eventually(secs(2.0), || daemon.log().contains("reload done")),
+            "{}",
+            daemon.log()
+        );
+        drop_into_inbox(&env, "h3.csv", &csv(&["H3"]));
+        let third = unfolded(&wait_for_message(&env, &daemon, "H3"));
+        assert!(
+            third.contains("Good news from Test Shop: your Teapot H3 is on the road."),
+            "not rendered with the new template: {third}"
+        );
+        assert!(!third.contains(old_line), "{third}");
+
+        // Three reloads, each framed by RELOADING=1 ... READY=1; the initial
+        // READY=1 came first.
+        let all = daemon.notify.since(0);
+        let reloads = all.iter().filter(|m| has(m, "RELOADING=1")).count();
+        let readies = all.iter().filter(|m| has(m, "READY=1")).count();
+        assert_eq!((reloads, readies), (3, 4), "{:?}", all);
+        assert!(all[..ready].iter().all(|m| !has(m, "RELOADING=1")));
+        daemon.stop(secs(5.0));
+    }
+
+    fn sigterm_during_a_batch_lets_in_flight_sends_finish_and_exits_cleanly() {
+        let server = SmtpServer::start(&["--data-delay", "1"]);
+        let env = Env::new(&smtp_config(server.port, "shutdown_grace = \"8s\""));
+        let ids = ["T1", "T2", "T3", "T4", "T5", "T6", "T7", "T8"];
+        import_due(&env, &ids);
+
+        let mut daemon = Daemon::start(&env, "run", &[], &[]);
+        daemon.wait_ready();
+        // Wait until sends are in flight (the server holds each DATA reply 1 s).
+        let in_flight = eventually(secs(10.0), || {
+            shipment_states(&env).iter().any(|(_, s)| s == "sending")
+        });
+        assert!(
+            in_flight,
+            "no send went into flight; log:\n{}",
+            daemon.log()
+        );
+        let took = daemon.stop(secs(8.0));
+        assert!(
+            took < secs(4.0),
+            "in-flight sends take about 1 s, the exit took {took:?}"
+        );
+        let notifications = daemon.notify.since(0);
+        assert!(
+            notifications.iter().any(|m| has(m, "STOPPING=1")),
+            "no STOPPING=1: {notifications:?}"
+        );
+        let log = daemon.log();
+        assert!(log.contains("SIGTERM received"), "{log}");
+        assert!(log.contains("followupd stopped"), "{log}");
+        assert!(!log.contains("grace period over"), "{log}");
+
+        // Every shipment is sent or still scheduled; nothing is left in flight
+        // (or in doubt), and the stop did hold back the rest of the batch.
+        let states = shipment_states(&env);
+        assert_eq!(states.len(), ids.len());
+        let plan = json_lines(&env.ok(&["plan", "--json"]));
+        assert!(
+            plan.iter().all(|l| l["state"] != "sending"),
+            "stages left in sending: {plan:?}"
+        );
+        let sent: Vec<&str> = states
+            .iter()
+            .filter(|(_, s)| s == "sent")
+            .map(|(id, _)| id.as_str())
+            .collect();
+        // `plan` shows a scheduled stage whose time has come as "due".
+        let scheduled = states
+            .iter()
+            .filter(|(_, s)| s == "scheduled" || s == "due")
+            .count();
+        assert_eq!(
+            sent.len() + scheduled,
+            ids.len(),
+            "only sent or scheduled expected: {states:?}"
+        );
+        assert!(
+            !sent.is_empty(),
+            "the in-flight sends did not finish: {states:?}"
+        );
+        assert!(
+            scheduled > 0,
+            "SIGTERM did not stop new sends from starting: {states:?}"
+        );
+
+        // The send log agrees, and so does the server.
+        let logs = json_lines(&env.ok(&["logs", "--json"]));
+        let mut logged_sent: Vec<&str> = logs
+            .iter()
+            .filter(|e| e["status"] == "sent")
+            .map(|e| e["order_id"].as_str().unwrap())
+            .collect();
+        logged_sent.sort();
+        assert_eq!(logged_sent, sent, "send log: {logs:?}");
+        assert!(
+            logs.iter().all(|e| e["status"] == "sent"),
+            "only successful sends expected in the log: {logs:?}"
+        );
+        let received = server.received();
+        assert_eq!(received.len(), sent.len(), "server got: {received:?}");
+        let mut received_to: Vec<String> = received
+            .iter()
+            .map(|r| r["rcpt_tos"][0].as_str().unwrap().to_string())
+            .collect();
+        received_to.sort();
+        let expected: Vec<String> = sent
+            .iter()
+            .map(|id| format!("{id}@buyer.example"))
+            .collect();
+        assert_eq!(received_to, expected);
+        assert!(
+            server.attempts().iter().all(|a| a["stage"] == "data"),
+            "a transaction was cut off: {:?}",
+            server.attempts()
+        );
+    }
 }
