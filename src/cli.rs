@@ -276,13 +276,20 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                     } else {
                         writeln!(out, "{}", plan_row(&line))
                     };
-                    if let Err(e) = result {
-                        write_error.get_or_insert(e);
+                    match result {
+                        Ok(()) => true,
+                        Err(e) => {
+                            write_error.get_or_insert(e);
+                            false
+                        }
                     }
                 })
                 .await?;
-            if let Some(e) = write_error {
-                return Err(e.into());
+            match write_error {
+                // `plan | head` closing the pipe early is not an error.
+                Some(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                Some(e) => return Err(e.into()),
+                None => {}
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -750,23 +750,24 @@ impl Engine {
         self.deliver(&order, spec, &row, now, Some(&note)).await
     }
 
-    /// What every stage of every order would do at `now`, in key order.
+    /// What every stage of every order would do at `now`, in key order,
+    /// until `emit` returns false.
     pub async fn plan(
         &self,
         now: DateTime<Utc>,
         only_order: Option<&str>,
-        mut emit: impl FnMut(PlanLine),
+        mut emit: impl FnMut(PlanLine) -> bool,
     ) -> Result<(), EngineError> {
         let config = Arc::clone(&self.config);
         let templates = Arc::clone(&self.templates);
         self.store
             .for_each_order(|order, rows| {
                 if only_order.is_some_and(|id| id != order.key.order_id.as_str()) {
-                    return;
+                    return true;
                 }
-                for line in plan_order(&config, &templates, &order, &rows, now) {
-                    emit(line);
-                }
+                plan_order(&config, &templates, &order, &rows, now)
+                    .into_iter()
+                    .all(&mut emit)
             })
             .await?;
         Ok(())

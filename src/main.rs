@@ -15,9 +15,19 @@ fn main() -> ExitCode {
         _ => LevelFilter::WARN,
     };
     // RUST_LOG refines this; an empty or unset RUST_LOG keeps the default.
-    let filter = EnvFilter::builder()
+    let mut filter = EnvFilter::builder()
         .with_default_directive(default_level.into())
         .from_env_lossy();
+    // sqlx warns about every statement slower than a second; a plan over a
+    // million orders is one. Only ask for that when RUST_LOG names sqlx.
+    if !std::env::var("RUST_LOG")
+        .unwrap_or_default()
+        .contains("sqlx")
+    {
+        if let Ok(quiet) = "sqlx::query=error".parse() {
+            filter = filter.add_directive(quiet);
+        }
+    }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

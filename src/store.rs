@@ -425,9 +425,10 @@ impl Store {
     }
 
     /// Every order with its stages, streamed in key order, for `plan`.
+    /// `f` returns false to stop early.
     pub async fn for_each_order<F>(&self, mut f: F) -> Result<(), StoreError>
     where
-        F: FnMut(Order, Vec<StageRow>),
+        F: FnMut(Order, Vec<StageRow>) -> bool,
     {
         let sql = format!(
             "SELECT {ORDER_COLUMNS}, {STAGE_COLUMNS} FROM orders o \
@@ -449,7 +450,9 @@ impl Store {
                 }
             } else {
                 if let Some((o, s)) = current.take() {
-                    f(o, s);
+                    if !f(o, s) {
+                        return Ok(());
+                    }
                 }
                 current = Some((decode_order(&row)?, vec![stage]));
             }
