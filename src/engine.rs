@@ -479,8 +479,12 @@ impl Engine {
         })
     }
 
-    /// Claims, composes, lints and sends one stage, recording every step.
+    /// Composes, lints, claims and sends one stage, recording every step.
     /// `note` goes into the send log (a manual or in-doubt re-send says so).
+    ///
+    /// Two transactions per message: the claim together with the stored
+    /// message (so even a send that ends in doubt leaves its exact bytes
+    /// behind), then the send-log row together with the outcome.
     async fn deliver(
         &self,
         order: &Order,
@@ -491,13 +495,18 @@ impl Engine {
     ) -> Result<StageState, EngineError> {
         let key = &order.key;
         let attempt = row.attempts + 1;
-        let sender = self.config.sender_for(key.marketplace.as_str());
-        let message_id = message::message_id(key, &spec.name, sender.from.email.domain());
+        let composed = self.compose(order, &spec.name, now);
+        let message_id = match &composed {
+            Ok(preview) => preview.outgoing.message_id.clone(),
+            Err(_) => {
+                let sender = self.config.sender_for(key.marketplace.as_str());
+                message::message_id(key, &spec.name, sender.from.email.domain())
+            }
+        };
 
-        // Claim the stage first: only the claim holder composes and sends,
-        // so two instances never both work on it. If this process dies
-        // during the send, the claim's lease runs out and whoever finds it
-        // knows the outcome is in doubt.
+        // Only the claim holder sends, so two instances never both send a
+        // stage. If this process dies during the send, the claim's lease
+        // runs out and whoever finds it knows the outcome is in doubt.
         let lease_until = Utc::now()
             + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX);
         let claim = Claim {
@@ -509,66 +518,18 @@ impl Engine {
             reason: note.unwrap_or("handed to the transport"),
             message_id: &message_id,
         };
-        let Some(token) = self.store.claim_stage(key, &claim, now).await? else {
+        let outgoing = composed.as_ref().ok().map(|p| &p.outgoing);
+        let Some((token, message_ref)) = self
+            .store
+            .claim_and_store(key, &claim, outgoing, now)
+            .await?
+        else {
             return Ok(row.state);
         };
-        // If the database fails mid-way the claim is left to run out, so
-        // the send is settled as in doubt rather than guessed.
-        let (state, retry_at, reason) = self
-            .compose_and_send(order, spec, now, note, attempt)
-            .await?;
-        let finished = StageUpdate {
-            stage: &spec.name,
-            expected: StageState::Sending,
-            state,
-            next_check_at: retry_at,
-            retry_at,
-            attempts: attempt,
-            reason: Some(reason),
-            message_id: None,
-        };
-        if !self
-            .store
-            .finish_claim(key, &self.owner, token, &finished, now)
-            .await?
-        {
-            // Our lease ran out (the process was paused or cut off) and
-            // another instance settled the stage: its record stands.
-            tracing::warn!(order = %key, stage = %spec.name, outcome = %state, "late result ignored: the claim was taken over");
-            return Ok(StageState::Unknown);
-        }
-        Ok(state)
-    }
 
-    /// The part of [`Engine::deliver`] done under the claim: returns the
-    /// stage's next state, retry time and reason, with the send log written.
-    async fn compose_and_send(
-        &self,
-        order: &Order,
-        spec: &StageSpec,
-        now: DateTime<Utc>,
-        note: Option<&str>,
-        attempt: i64,
-    ) -> Result<(StageState, Option<DateTime<Utc>>, String), EngineError> {
-        let key = &order.key;
-        let to = order.buyer_email.as_str();
-        let log = |status: &'static str| NewLogEntry {
-            at: now,
-            key,
-            stage: &spec.name,
-            to,
-            message_id: None,
-            attempt,
-            status,
-            smtp_code: None,
-            smtp_text: None,
-            detail: note,
-            duration_ms: None,
-            subject: None,
-            message_ref: None,
-        };
-        let preview = match self.compose(order, &spec.name, now) {
-            Ok(p) => p,
+        // If the database fails from here on the claim is left to run out,
+        // so the send is settled as in doubt rather than guessed.
+        let outcome = match &composed {
             Err(e) => {
                 // A template or recipient problem: sending again cannot fix
                 // it, and nothing was sent.
@@ -576,37 +537,57 @@ impl Engine {
                     ComposeError::Message(_) => StageState::Failed,
                     ComposeError::Render(_) => StageState::Blocked,
                 };
-                let detail = e.to_string();
-                tracing::warn!(order = %key, stage = %spec.name, outcome = %state, error = %detail, "message not composed");
-                self.store
-                    .log(&NewLogEntry {
-                        detail: Some(&detail),
-                        ..log(state.as_str())
-                    })
-                    .await?;
-                return Ok((state, None, detail));
+                tracing::warn!(order = %key, stage = %spec.name, outcome = %state, error = %e, "message not composed");
+                Outcome::without_reply(state, e.to_string())
             }
+            Ok(preview) if !preview.is_clean() => {
+                let detail = preview.problems().join("; ");
+                tracing::warn!(order = %key, stage = %spec.name, outcome = "blocked", findings = %detail, "message blocked by the lint");
+                Outcome::without_reply(StageState::Blocked, detail)
+            }
+            Ok(preview) => self.send(&preview.outgoing, attempt, now).await,
         };
-        let out = &preview.outgoing;
-        let message_ref = self.store.store_message(key, &spec.name, out, now).await?;
-        let sent_log = |status: &'static str| NewLogEntry {
-            message_id: Some(&out.message_id),
-            subject: Some(&out.subject),
-            message_ref: Some(message_ref),
-            ..log(status)
+        let to = order.buyer_email.as_str();
+        let entry = NewLogEntry {
+            at: now,
+            key,
+            stage: &spec.name,
+            to,
+            message_id: Some(&message_id),
+            attempt,
+            status: outcome.state.as_str(),
+            smtp_code: outcome.code,
+            smtp_text: outcome.reply.as_deref(),
+            detail: outcome.detail.as_deref().or(note),
+            duration_ms: outcome.duration_ms,
+            subject: composed.as_ref().ok().map(|p| p.outgoing.subject.as_str()),
+            message_ref,
         };
-        if !preview.is_clean() {
-            let detail = preview.problems().join("; ");
-            tracing::warn!(order = %key, stage = %spec.name, outcome = "blocked", findings = %detail, "message blocked by the lint");
-            self.store
-                .log(&NewLogEntry {
-                    detail: Some(&detail),
-                    ..sent_log("blocked")
-                })
-                .await?;
-            return Ok((StageState::Blocked, None, detail));
+        let finished = StageUpdate {
+            stage: &spec.name,
+            expected: StageState::Sending,
+            state: outcome.state,
+            next_check_at: outcome.retry_at,
+            retry_at: outcome.retry_at,
+            attempts: attempt,
+            reason: Some(outcome.reason.clone()),
+            message_id: None,
+        };
+        let recorded = self
+            .store
+            .finish_with_log(key, &self.owner, token, &finished, &entry, now)
+            .await?;
+        if !recorded {
+            // Our lease ran out (the process was paused or cut off) and
+            // another instance settled the stage: its record stands.
+            tracing::warn!(order = %key, stage = %spec.name, outcome = %outcome.state, "late result ignored: the claim was taken over");
+            return Ok(StageState::Unknown);
         }
+        Ok(outcome.state)
+    }
 
+    /// Hands one message to the transport and classifies the result.
+    async fn send(&self, out: &Outgoing, attempt: i64, now: DateTime<Utc>) -> Outcome {
         let started = Instant::now();
         let result = self.transport.send(out).await;
         let duration_ms = Some(started.elapsed().as_millis() as i64);
@@ -639,20 +620,20 @@ impl Engine {
                 format!("{e}; not re-sent automatically"),
             ),
         };
-        let (code, text) = match &result {
-            Ok(receipt) => (receipt.code, receipt.text.as_str()),
-            Err(e) => (e.code(), e.text()),
+        let (code, reply) = match &result {
+            Ok(receipt) => (receipt.code, receipt.text.clone()),
+            Err(e) => (e.code(), e.text().to_string()),
         };
-        tracing::info!(order = %key, stage = %spec.name, outcome = %state, attempt, smtp_code = ?code, "send attempt finished");
-        self.store
-            .log(&NewLogEntry {
-                smtp_code: code,
-                smtp_text: Some(text),
-                duration_ms,
-                ..sent_log(state.as_str())
-            })
-            .await?;
-        Ok((state, retry_at, reason))
+        tracing::info!(order = %out.message_id, outcome = %state, attempt, smtp_code = ?code, "send attempt finished");
+        Outcome {
+            state,
+            retry_at,
+            reason,
+            code,
+            reply: Some(reply),
+            detail: None,
+            duration_ms,
+        }
     }
 
     /// Settles stages left in `sending` by a process that died mid-send.
@@ -799,6 +780,35 @@ impl Engine {
             .load_order(key)
             .await?
             .ok_or_else(|| EngineError::NoOrder(order_id.to_string()))
+    }
+}
+
+/// How one delivery attempt ended, ready to be recorded.
+struct Outcome {
+    state: StageState,
+    retry_at: Option<DateTime<Utc>>,
+    /// For the stage row.
+    reason: String,
+    code: Option<u16>,
+    /// The server's reply text.
+    reply: Option<String>,
+    /// For the send log, when there was no reply (lint findings, errors).
+    detail: Option<String>,
+    duration_ms: Option<i64>,
+}
+
+impl Outcome {
+    /// An attempt that ended before reaching the transport.
+    fn without_reply(state: StageState, detail: String) -> Self {
+        Self {
+            state,
+            retry_at: None,
+            reason: detail.clone(),
+            code: None,
+            reply: None,
+            detail: Some(detail),
+            duration_ms: None,
+        }
     }
 }
 

@@ -463,35 +463,27 @@ impl Store {
         Ok(())
     }
 
-    /// Claims a stage for sending: moves it from `expected` to `sending`,
-    /// owned by `owner` until `lease_until`. Returns the claim's fencing
-    /// token, or `None` if the stage changed meanwhile (someone else won).
-    pub async fn claim_stage(
+    /// Claims a stage and stores the message about to be sent, in one
+    /// transaction. Returns the claim's token and the stored message's id,
+    /// or `None` when the claim was lost (nothing is stored then).
+    pub async fn claim_and_store(
         &self,
         key: &OrderKey,
         claim: &Claim<'_>,
+        message: Option<&Outgoing>,
         now: DateTime<Utc>,
-    ) -> Result<Option<i64>, StoreError> {
-        let token: Option<i64> = sqlx::query_scalar(
-            "UPDATE stages SET state = 'sending', claim_owner = $1, claim_token = claim_token + 1, \
-             lease_until = $2, attempts = $3, reason = $4, message_id = $5, next_check_at = NULL, \
-             updated_at = $6 \
-             WHERE marketplace = $7 AND order_id = $8 AND stage = $9 AND state = $10 \
-             RETURNING claim_token",
-        )
-        .bind(claim.owner)
-        .bind(to_secs(claim.lease_until))
-        .bind(claim.attempts)
-        .bind(claim.reason)
-        .bind(claim.message_id)
-        .bind(to_secs(now))
-        .bind(key.marketplace.as_str())
-        .bind(key.order_id.as_str())
-        .bind(claim.stage)
-        .bind(claim.expected.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(token)
+    ) -> Result<Option<(i64, Option<i64>)>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some(token) = claim_stage(&mut *tx, key, claim, now).await? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let message_ref = match message {
+            Some(m) => Some(store_message(&mut *tx, key, claim.stage, m, now).await?),
+            None => None,
+        };
+        tx.commit().await?;
+        Ok(Some((token, message_ref)))
     }
 
     /// Records the outcome of a send, but only if the claim `(owner, token)`
@@ -505,26 +497,33 @@ impl Store {
         update: &StageUpdate<'_>,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "UPDATE stages SET state = $1, next_check_at = $2, retry_at = $3, attempts = $4, \
-             reason = $5, claim_owner = NULL, lease_until = NULL, updated_at = $6 \
-             WHERE marketplace = $7 AND order_id = $8 AND stage = $9 AND state = 'sending' \
-             AND claim_owner = $10 AND claim_token = $11",
-        )
-        .bind(update.state.as_str())
-        .bind(update.next_check_at.map(to_secs))
-        .bind(update.retry_at.map(to_secs))
-        .bind(update.attempts)
-        .bind(update.reason.as_deref())
-        .bind(to_secs(now))
-        .bind(key.marketplace.as_str())
-        .bind(key.order_id.as_str())
-        .bind(update.stage)
-        .bind(owner)
-        .bind(token)
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+        finish_claim(&self.pool, key, owner, token, update, now).await
+    }
+
+    /// Writes an attempt's send-log row and, fenced by the claim, the
+    /// stage's outcome, in one transaction. The log row is written even when
+    /// the claim was taken over: the attempt did happen. Returns whether the
+    /// outcome was recorded.
+    pub async fn finish_with_log(
+        &self,
+        key: &OrderKey,
+        owner: &str,
+        token: i64,
+        update: &StageUpdate<'_>,
+        entry: &NewLogEntry<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        // The fenced update goes first so the write lock is taken at once.
+        let recorded = finish_claim(&mut *tx, key, owner, token, update, now).await?;
+        insert_log(&mut *tx, entry).await?;
+        tx.commit().await?;
+        Ok(recorded)
+    }
+
+    /// Appends a row to the send log.
+    pub async fn log(&self, entry: &NewLogEntry<'_>) -> Result<i64, StoreError> {
+        insert_log(&self.pool, entry).await
     }
 
     /// Extends the lease of every claim `owner` holds.
@@ -611,57 +610,6 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(result.rows_affected() == 1)
-    }
-
-    /// Stores the exact bytes of a message and returns its id.
-    pub async fn store_message(
-        &self,
-        key: &OrderKey,
-        stage: &str,
-        message: &Outgoing,
-        now: DateTime<Utc>,
-    ) -> Result<i64, StoreError> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO messages (marketplace, order_id, stage, message_id, recipient, subject, raw, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-        )
-        .bind(key.marketplace.as_str())
-        .bind(key.order_id.as_str())
-        .bind(stage)
-        .bind(message.message_id.as_str())
-        .bind(message.to.to_string())
-        .bind(message.subject.as_str())
-        .bind(message.raw.clone())
-        .bind(to_secs(now))
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
-    }
-
-    /// Appends a row to the send log.
-    pub async fn log(&self, entry: &NewLogEntry<'_>) -> Result<i64, StoreError> {
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO send_log (at, marketplace, order_id, stage, recipient, message_id, attempt, \
-             status, smtp_code, smtp_text, detail, duration_ms, subject, message_ref) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
-        )
-        .bind(to_secs(entry.at))
-        .bind(entry.key.marketplace.as_str())
-        .bind(entry.key.order_id.as_str())
-        .bind(entry.stage)
-        .bind(entry.to)
-        .bind(entry.message_id)
-        .bind(entry.attempt)
-        .bind(entry.status)
-        .bind(entry.smtp_code.map(i64::from))
-        .bind(entry.smtp_text)
-        .bind(entry.detail)
-        .bind(entry.duration_ms)
-        .bind(entry.subject)
-        .bind(entry.message_ref)
-        .fetch_one(&self.pool)
-        .await?;
-        Ok(id)
     }
 
     /// Reads the send log, newest first.
@@ -775,6 +723,120 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+}
+
+/// Statements that run alone or inside a transaction.
+/// Claims a stage for sending: moves it from `expected` to `sending`,
+/// owned by `owner` until `lease_until`. Returns the claim's fencing token,
+/// or `None` if the stage changed meanwhile (someone else won).
+async fn claim_stage<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
+    executor: E,
+    key: &OrderKey,
+    claim: &Claim<'_>,
+    now: DateTime<Utc>,
+) -> Result<Option<i64>, StoreError> {
+    let token: Option<i64> = sqlx::query_scalar(
+        "UPDATE stages SET state = 'sending', claim_owner = $1, claim_token = claim_token + 1, \
+         lease_until = $2, attempts = $3, reason = $4, message_id = $5, next_check_at = NULL, \
+         updated_at = $6 \
+         WHERE marketplace = $7 AND order_id = $8 AND stage = $9 AND state = $10 \
+         RETURNING claim_token",
+    )
+    .bind(claim.owner)
+    .bind(to_secs(claim.lease_until))
+    .bind(claim.attempts)
+    .bind(claim.reason)
+    .bind(claim.message_id)
+    .bind(to_secs(now))
+    .bind(key.marketplace.as_str())
+    .bind(key.order_id.as_str())
+    .bind(claim.stage)
+    .bind(claim.expected.as_str())
+    .fetch_optional(executor)
+    .await?;
+    Ok(token)
+}
+
+async fn finish_claim<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
+    executor: E,
+    key: &OrderKey,
+    owner: &str,
+    token: i64,
+    update: &StageUpdate<'_>,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let result = sqlx::query(
+        "UPDATE stages SET state = $1, next_check_at = $2, retry_at = $3, attempts = $4, \
+         reason = $5, claim_owner = NULL, lease_until = NULL, updated_at = $6 \
+         WHERE marketplace = $7 AND order_id = $8 AND stage = $9 AND state = 'sending' \
+         AND claim_owner = $10 AND claim_token = $11",
+    )
+    .bind(update.state.as_str())
+    .bind(update.next_check_at.map(to_secs))
+    .bind(update.retry_at.map(to_secs))
+    .bind(update.attempts)
+    .bind(update.reason.as_deref())
+    .bind(to_secs(now))
+    .bind(key.marketplace.as_str())
+    .bind(key.order_id.as_str())
+    .bind(update.stage)
+    .bind(owner)
+    .bind(token)
+    .execute(executor)
+    .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+async fn store_message<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
+    executor: E,
+    key: &OrderKey,
+    stage: &str,
+    message: &Outgoing,
+    now: DateTime<Utc>,
+) -> Result<i64, StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO messages (marketplace, order_id, stage, message_id, recipient, subject, raw, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+    )
+    .bind(key.marketplace.as_str())
+    .bind(key.order_id.as_str())
+    .bind(stage)
+    .bind(message.message_id.as_str())
+    .bind(message.to.to_string())
+    .bind(message.subject.as_str())
+    .bind(message.raw.clone())
+    .bind(to_secs(now))
+    .fetch_one(executor)
+    .await?;
+    Ok(id)
+}
+
+async fn insert_log<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
+    executor: E,
+    entry: &NewLogEntry<'_>,
+) -> Result<i64, StoreError> {
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO send_log (at, marketplace, order_id, stage, recipient, message_id, attempt, \
+         status, smtp_code, smtp_text, detail, duration_ms, subject, message_ref) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
+    )
+    .bind(to_secs(entry.at))
+    .bind(entry.key.marketplace.as_str())
+    .bind(entry.key.order_id.as_str())
+    .bind(entry.stage)
+    .bind(entry.to)
+    .bind(entry.message_id)
+    .bind(entry.attempt)
+    .bind(entry.status)
+    .bind(entry.smtp_code.map(i64::from))
+    .bind(entry.smtp_text)
+    .bind(entry.detail)
+    .bind(entry.duration_ms)
+    .bind(entry.subject)
+    .bind(entry.message_ref)
+    .fetch_one(executor)
+    .await?;
+    Ok(id)
 }
 
 enum Bind {
