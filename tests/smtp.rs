@@ -601,3 +601,26 @@ on_both_backends! {
         assert_eq!(summary[1].0, "unknown");
     }
 }
+
+#[test]
+fn sends_are_paced_by_max_per_minute() {
+    let server = SmtpServer::start(&[]);
+    // Six a minute: a burst of six, then one every ten seconds.
+    let env = smtp_env(server.port, "max_per_minute = 6\npool_size = 2", "");
+    let mut csv = CSV_HEADER.to_string();
+    for i in 0..7 {
+        csv.push_str(&format!(
+            "M{i},m{i}@buyer.example,,Mug,,2026-12-01T10:00:00Z,,,,,\n"
+        ));
+    }
+    assert!(env.import_csv("orders.csv", &csv).status.success());
+    let started = std::time::Instant::now();
+    let out = env.ok(&["tick", "--now", DUE]);
+    let elapsed = started.elapsed();
+    assert!(out.starts_with("sent 7,"), "{out}");
+    assert_eq!(server.received().len(), 7);
+    assert!(
+        elapsed >= std::time::Duration::from_secs(9),
+        "the seventh message went out after {elapsed:?}, before the limit allowed"
+    );
+}
