@@ -6,7 +6,6 @@
 mod common;
 
 use std::fs::File;
-use std::io::{BufRead, BufReader};
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -15,6 +14,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use common::smtp::SmtpServer;
 use common::{header, Env, CSV_HEADER};
 use serde_json::Value;
 
@@ -470,74 +470,6 @@ fn files_in(dir: &Path) -> Vec<String> {
         .unwrap_or_default();
     names.sort();
     names
-}
-
-// ---------------------------------------------------------------------------
-// A real SMTP server (aiosmtpd), as in tests/smtp.rs
-// ---------------------------------------------------------------------------
-
-/// A running test SMTP server; killed on drop.
-struct SmtpServer {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-impl SmtpServer {
-    fn start(args: &[&str]) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("mail");
-        let script = common::repo().join("tests/support/smtp_server.py");
-        let mut child = Command::new("python3")
-            .arg(script)
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--exit-on-stdin-eof")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs (install: pip install -r tests/support/requirements.txt)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| {
-                panic!("SMTP test server did not start (is aiosmtpd installed?): {line:?}")
-            })
-            .parse()
-            .unwrap();
-        Self {
-            child,
-            port,
-            dir,
-            _tmp: tmp,
-        }
-    }
-
-    fn jsonl(&self, name: &str) -> Vec<Value> {
-        json_lines(&std::fs::read_to_string(self.dir.join(name)).unwrap_or_default())
-    }
-
-    fn received(&self) -> Vec<Value> {
-        self.jsonl("received.jsonl")
-    }
-
-    fn attempts(&self) -> Vec<Value> {
-        self.jsonl("attempts.jsonl")
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn smtp_config(port: u16, daemon: &str) -> String {

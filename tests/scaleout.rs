@@ -8,73 +8,12 @@
 mod common;
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::smtp::SmtpServer;
 use common::Env;
 use serde_json::Value;
-
-struct SmtpServer {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-impl SmtpServer {
-    fn start(args: &[&str]) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("mail");
-        let mut child = Command::new("python3")
-            .arg(common::repo().join("tests/support/smtp_server.py"))
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--exit-on-stdin-eof")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3 runs");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| panic!("SMTP test server did not start: {line:?}"))
-            .parse()
-            .unwrap();
-        Self {
-            child,
-            port,
-            dir,
-            _tmp: tmp,
-        }
-    }
-
-    /// Message-IDs of every accepted message, in arrival order.
-    fn received_ids(&self) -> Vec<String> {
-        std::fs::read_to_string(self.dir.join("received.jsonl"))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| {
-                let v: Value = serde_json::from_str(l).unwrap();
-                v["message_id"].as_str().unwrap().to_string()
-            })
-            .collect()
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// Daemons killed when the test ends, whatever happens.
 struct Daemons(Vec<Child>);

@@ -3,93 +3,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 
+use common::smtp::SmtpServer;
 use common::{header, Env, CSV_HEADER};
 use serde_json::Value;
-
-/// A running test SMTP server; killed on drop.
-struct SmtpServer {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-impl SmtpServer {
-    fn start(args: &[&str]) -> Self {
-        Self::start_on(None, args)
-    }
-
-    fn start_on(port: Option<u16>, args: &[&str]) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("mail");
-        let script = common::repo().join("tests/support/smtp_server.py");
-        let mut command = Command::new("python3");
-        command
-            .arg(script)
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--exit-on-stdin-eof")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(p) = port {
-            command.arg("--port").arg(p.to_string());
-        }
-        let mut child = command
-            .spawn()
-            .expect("python3 runs (install: pip install -r tests/support/requirements.txt)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| {
-                panic!("SMTP test server did not start (is aiosmtpd installed?): {line:?}")
-            })
-            .parse()
-            .unwrap();
-        Self {
-            child,
-            port,
-            dir,
-            _tmp: tmp,
-        }
-    }
-
-    fn jsonl(&self, name: &str) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.join(name))
-            .unwrap_or_default()
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
-    }
-
-    fn received(&self) -> Vec<Value> {
-        self.jsonl("received.jsonl")
-    }
-
-    fn attempts(&self) -> Vec<Value> {
-        self.jsonl("attempts.jsonl")
-    }
-
-    fn message(&self, n: u64) -> String {
-        std::fs::read_to_string(self.dir.join(format!("{n}.eml"))).unwrap()
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// A free TCP port on loopback (for "server down, then up").
 fn free_port() -> u16 {
