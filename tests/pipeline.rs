@@ -485,4 +485,40 @@ on_both_backends! {
         );
         assert!(stdout(&out).contains("nickname"), "{}", stdout(&out));
     }
+
+    fn the_buyers_language_chooses_the_templates_with_fallbacks() {
+        let env = Env::with_defaults();
+        let file = env.write(
+            "o.csv",
+            "order_id,buyer_email,buyer_name,product_name,locale,shipped_at\n\
+L1,l1@example.com,Anna Huber,Teekanne,de-AT,2026-12-01T10:00:00Z\n\
+L2,l2@example.com,Yuki Sato,急須,ja,2026-12-01T10:00:00Z\n\
+L3,l3@example.com,Pat Doe,Teapot,pt-BR,2026-12-01T10:00:00Z\n\
+L4,l4@example.com,Kim Lee,Teapot,,2026-12-01T10:00:00Z\n",
+        );
+        assert!(env.run(&["import", file.to_str().unwrap()]).status.success());
+        let now = "2026-12-01T12:00:00Z";
+        let langs: Vec<(String, String)> = env
+            .plan(now)
+            .iter()
+            .filter(|l| l["stage"] == "shipment")
+            .map(|l| (l["order_id"].as_str().unwrap().to_string(), l["locale"].as_str().unwrap().to_string()))
+            .collect();
+        assert_eq!(
+            langs,
+            [("L1".into(), "de".into()), ("L2".into(), "ja".into()), ("L3".into(), "en".into()), ("L4".into(), "en".into())]
+        );
+        env.ok(&["tick", "--now", now]);
+        let subjects: Vec<String> = env
+            .outbox()
+            .iter()
+            .map(|(_, raw)| header(raw, "Subject").unwrap())
+            .collect();
+        assert_eq!(subjects.len(), 4);
+        assert!(subjects.contains(&"Ihre Bestellung ist unterwegs: Teekanne".to_string()), "{subjects:?}");
+        assert!(subjects.iter().any(|s| s.starts_with("=?utf-8?")), "the Japanese subject is encoded: {subjects:?}");
+        assert_eq!(subjects.iter().filter(|s| s.as_str() == "Your Teapot is on its way").count(), 2);
+        let preview = env.run(&["preview", "--order", "L1", "--stage", "follow_up"]);
+        assert!(String::from_utf8_lossy(&preview.stderr).contains("(language de)"));
+    }
 }
