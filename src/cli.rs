@@ -208,17 +208,21 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         },
         Command::Lint {
             message: Some(file),
+            locale,
             policy,
             order_id,
             ..
         } => {
             let forbidden = match Config::load(&cli.config) {
                 Ok(config) => config.forbidden,
-                Err(_) => Forbidden::new(
+                // Linting a message needs no installation: without a
+                // config, the shipped lists apply.
+                Err(_) => Forbidden::with_locales(
                     &crate::lint::DEFAULT_FORBIDDEN
                         .iter()
                         .map(|s| s.to_string())
                         .collect::<Vec<_>>(),
+                    &Default::default(),
                 )
                 .map_err(anyhow::Error::msg)?,
             };
@@ -228,7 +232,13 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 _ => crate::policy::Policy::new(crate::policy::Profile::None),
             };
-            lint_message(&forbidden, &policy, order_id.as_deref(), &file)
+            lint_message(
+                &forbidden,
+                locale.as_deref(),
+                &policy,
+                order_id.as_deref(),
+                &file,
+            )
         }
         Command::Lint { message: None, .. } => lint_templates(&load()?),
         Command::Import {
@@ -630,6 +640,7 @@ fn plan_row(line: &PlanLine) -> String {
 /// `followupd lint --message FILE`: `FILE:LINE:COL: rule: message` per hit.
 fn lint_message(
     forbidden: &Forbidden,
+    locale: Option<&str>,
     policy: &crate::policy::Policy,
     order_id: Option<&str>,
     file: &PathBuf,
@@ -637,7 +648,7 @@ fn lint_message(
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let mut problems = Vec::new();
-    for hit in forbidden.scan(&text) {
+    for hit in forbidden.scan_locale(&text, locale) {
         problems.push((
             hit.line,
             hit.column,

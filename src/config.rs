@@ -149,6 +149,8 @@ impl Default for RawTemplates {
 #[serde(deny_unknown_fields, default)]
 struct RawLint {
     forbidden: Vec<String>,
+    /// Per-language lists (replacing the shipped one for that language).
+    locales: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for RawLint {
@@ -158,6 +160,7 @@ impl Default for RawLint {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            locales: BTreeMap::new(),
         }
     }
 }
@@ -672,8 +675,8 @@ impl Builder<'_> {
                 .duration("defaults.transit_estimate", &raw.defaults.transit_estimate)?,
         };
         let stages = self.stages(&raw.stages)?;
-        let forbidden = Forbidden::new(&raw.lint.forbidden)
-            .map_err(|message| self.invalid("lint.forbidden", message))?;
+        let forbidden = Forbidden::with_locales(&raw.lint.forbidden, &raw.lint.locales)
+            .map_err(|message| self.invalid("lint", message))?;
         let mut warnings = Vec::new();
         let transport = self.transport(raw.transport, &mut warnings)?;
         if raw.retry.max_attempts == 0 {

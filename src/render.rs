@@ -117,15 +117,21 @@ impl Templates {
         )
         .map_err(|e| RenderError::Syntax(describe_tera_error(&e, &by_name)))?;
 
+        let stage_names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
         let file = |folder: &str, template: &str| -> Option<TemplateFile> {
             let name = format!("{folder}/{template}");
             let (display, text) = by_name.get(&name)?;
+            // A language folder's text is checked against that language's list too.
+            let locale = folder
+                .split_once('/')
+                .map(|(first, _)| first)
+                .filter(|first| !stage_names.contains(first));
             Some(TemplateFile {
                 name,
                 display: display.clone(),
                 own_hits: TemplateHits {
                     file: display.clone(),
-                    hits: forbidden.scan_template_source(text),
+                    hits: forbidden.scan_template_source_locale(text, locale),
                 },
             })
         };
@@ -159,7 +165,6 @@ impl Templates {
             sets.insert((String::new(), stage.name.clone()), default);
         }
         // Locale sets: templates/<locale>/<stage>/.
-        let stage_names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
         let locales: std::collections::BTreeSet<String> = by_name
             .keys()
             .filter_map(|name| {
@@ -300,7 +305,7 @@ impl Templates {
         }
         let mut findings = Vec::new();
         for (part, text, file) in parts {
-            for hit in forbidden.scan(&text) {
+            for hit in forbidden.scan_locale(&text, Some(&rendered.locale)) {
                 let origin = lint::attribute(forbidden, &hit, &file.own_hits, fields);
                 findings.push(Finding { part, hit, origin });
             }
