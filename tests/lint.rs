@@ -823,13 +823,9 @@ proptest! {
 /// several batches, so a busy machine does not distort it). In a release
 /// build it must stay under 50 µs (20,000 messages a second on one core).
 #[test]
-fn a_two_kilobyte_message_scans_quickly() {
-    let start = std::time::Instant::now();
+fn two_kilobyte_messages_in_the_shipped_languages_scan_clean() {
+    // Speed is measured by examples/render_lint (bench/run.sh), not here.
     let built = Forbidden::with_locales(&strings(lint::DEFAULT_FORBIDDEN), &BTreeMap::new());
-    println!(
-        "lint: the default and shipped lists built in {:.1} ms",
-        start.elapsed().as_secs_f64() * 1e3
-    );
     assert_eq!(built.as_ref(), Ok(shipped()));
     let f = shipped();
     let paragraphs = [
@@ -848,26 +844,5 @@ fn a_two_kilobyte_message_scans_quickly() {
             .map(|(_, c)| c)
             .collect();
         assert!(f.scan_locale(&message, locale).is_empty());
-        // Many short batches: the best one is the least disturbed by
-        // other work on the machine.
-        let batch = 20;
-        let mut best = f64::MAX;
-        for _ in 0..200 {
-            let start = std::time::Instant::now();
-            for _ in 0..batch {
-                std::hint::black_box(f.scan_locale(std::hint::black_box(&message), locale));
-            }
-            best = best.min(start.elapsed().as_secs_f64() / batch as f64);
-        }
-        println!(
-            "lint {:?}: {} bytes in {:.1} µs, {:.0} messages/s",
-            locale.unwrap_or("en"),
-            message.len(),
-            best * 1e6,
-            1.0 / best
-        );
-        if !cfg!(debug_assertions) {
-            assert!(best < 50e-6, "{:.1} µs for a 2 KB message", best * 1e6);
-        }
     }
 }
