@@ -490,6 +490,7 @@ fn print_logs(entries: &[LogEntry], json: bool) -> Result<()> {
                 e.subject.clone().unwrap_or_default(),
                 reply.replace('\n', " "),
             ]
+            .map(|cell| clip(&cell, 120))
         })
         .collect();
     let headers = [
@@ -521,6 +522,17 @@ fn print_logs(entries: &[LogEntry], json: bool) -> Result<()> {
         writeln!(out, "{}", line(row.iter().map(|s| s.as_str()).collect()))?;
     }
     Ok(())
+}
+
+/// Shortens a table cell to `max` characters (`--json` has the full text).
+fn clip(cell: &str, max: usize) -> String {
+    if cell.chars().count() <= max {
+        cell.to_string()
+    } else {
+        let mut short: String = cell.chars().take(max - 1).collect();
+        short.push('…');
+        short
+    }
 }
 
 /// `followupd check`: each part, one line each; exit 1 if any fails.

@@ -575,7 +575,7 @@ impl Engine {
         };
         let recorded = self
             .store
-            .finish_with_log(key, &self.owner, token, &finished, &entry, now)
+            .finish_with_log(key, &self.owner, token, &finished, &entry, true, now)
             .await?;
         if !recorded {
             // Our lease ran out (the process was paused or cut off) and
@@ -676,29 +676,29 @@ impl Engine {
                 message_id: None,
             };
             let owner = row.claim_owner.clone().unwrap_or_default();
+            let entry = NewLogEntry {
+                at: now,
+                key: &key,
+                stage: &row.stage,
+                to: &to,
+                message_id: row.message_id.as_deref(),
+                attempt: row.attempts,
+                status: StageState::Unknown.as_str(),
+                smtp_code: None,
+                smtp_text: None,
+                detail: Some(reason),
+                duration_ms: None,
+                subject: None,
+                message_ref: None,
+            };
+            // The state change and its log row go together, so a crash in
+            // between cannot leave an attempt without its row.
             if self
                 .store
-                .finish_claim(&key, &owner, row.claim_token, &update, now)
+                .finish_with_log(&key, &owner, row.claim_token, &update, &entry, false, now)
                 .await?
             {
                 tracing::warn!(order = %key, stage = %row.stage, outcome = %state, "in-doubt send settled");
-                self.store
-                    .log(&NewLogEntry {
-                        at: now,
-                        key: &key,
-                        stage: &row.stage,
-                        to: &to,
-                        message_id: row.message_id.as_deref(),
-                        attempt: row.attempts,
-                        status: StageState::Unknown.as_str(),
-                        smtp_code: None,
-                        smtp_text: None,
-                        detail: Some(reason),
-                        duration_ms: None,
-                        subject: None,
-                        message_ref: None,
-                    })
-                    .await?;
                 settled += 1;
             }
         }

@@ -364,7 +364,13 @@ impl RowParser {
                         field,
                         value: text.to_string(),
                     })?;
-                Ok(Some(imported_at - ago))
+                imported_at
+                    .checked_sub_signed(ago)
+                    .map(Some)
+                    .ok_or_else(|| FieldError::Time {
+                        field,
+                        value: text.to_string(),
+                    })
             } else {
                 parse_instant(field, text, zone).map(Some)
             }

@@ -353,15 +353,17 @@ pub fn window(order: &Order, stage: &StageSpec, rules: &Rules) -> Option<Window>
         Anchor::DeliveredAt => match (order.delivered_at, order.shipped_at) {
             (Some(delivered), _) => (delivered, AnchorUsed::DeliveredAt),
             (None, Some(shipped)) => (
-                shipped + rules.transit_estimate,
+                shipped.checked_add_signed(rules.transit_estimate)?,
                 AnchorUsed::EstimatedDelivery,
             ),
             (None, None) => return None,
         },
     };
+    // Dates at the edge of the representable range have no window rather
+    // than crashing the scheduler.
     Some(Window {
-        opens: anchor_time + stage.opens_after,
-        closes: anchor_time + stage.closes_after,
+        opens: anchor_time.checked_add_signed(stage.opens_after)?,
+        closes: anchor_time.checked_add_signed(stage.closes_after)?,
         anchor,
     })
 }

@@ -500,10 +500,12 @@ impl Store {
         finish_claim(&self.pool, key, owner, token, update, now).await
     }
 
-    /// Writes an attempt's send-log row and, fenced by the claim, the
-    /// stage's outcome, in one transaction. The log row is written even when
-    /// the claim was taken over: the attempt did happen. Returns whether the
-    /// outcome was recorded.
+    /// Writes, fenced by the claim, the stage's outcome and its send-log
+    /// row, in one transaction. With `log_if_fenced` the row is written even
+    /// when the claim was taken over (a send that did happen); without it
+    /// (settling someone else's claim) only with the outcome. Returns whether
+    /// the outcome was recorded.
+    #[allow(clippy::too_many_arguments)]
     pub async fn finish_with_log(
         &self,
         key: &OrderKey,
@@ -511,12 +513,15 @@ impl Store {
         token: i64,
         update: &StageUpdate<'_>,
         entry: &NewLogEntry<'_>,
+        log_if_fenced: bool,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await?;
         // The fenced update goes first so the write lock is taken at once.
         let recorded = finish_claim(&mut *tx, key, owner, token, update, now).await?;
-        insert_log(&mut *tx, entry).await?;
+        if recorded || log_if_fenced {
+            insert_log(&mut *tx, entry).await?;
+        }
         tx.commit().await?;
         Ok(recorded)
     }

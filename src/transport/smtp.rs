@@ -190,7 +190,7 @@ impl SmtpTransport {
             if alive {
                 return Ok(conn);
             }
-            conn.abort().await;
+            quit_briefly(conn).await;
         }
     }
 
@@ -228,7 +228,7 @@ impl SmtpTransport {
             // fit for the next message; after any failure it is dropped.
             match &result {
                 Ok(_) => self.checkin(conn).await,
-                Err(_) => conn.abort().await,
+                Err(_) => quit_briefly(conn).await,
             }
             result
         };
@@ -312,6 +312,13 @@ impl SmtpTransport {
             let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
         }
     }
+}
+
+/// Drops a connection after a failure. lettre's abort says QUIT and waits
+/// for the reply; a server that has gone silent must not hold the pool slot
+/// for the rest of the send timeout.
+async fn quit_briefly(mut conn: AsyncSmtpConnection) {
+    let _ = tokio::time::timeout(Duration::from_millis(500), conn.abort()).await;
 }
 
 fn receipt(response: &Response) -> Receipt {
