@@ -43,7 +43,22 @@ the two .jsonl files are truncated at startup and numbering restarts at 1):
               "drop"       --drop-after-data closed the connection; reply is null
               "disconnect" the client went away while the server was delaying
                            its DATA reply (--data-delay); reply is null
+              "greeting"   (--fault-rate) a connection whose 220 greeting was
+                           withheld; reply, message_id and mail_from are null,
+                           rcpt_tos is []
+              "reset"      (--fault-rate) the connection was reset when the
+                           DATA command arrived, before the 354: nothing of
+                           the message was received; message_id is null
+              "stall"      (--fault-rate) the final dot was received and the
+                           message stored as accepted, then no reply was ever
+                           sent; reply is null
+              "reset-after-dot"  (--fault-rate) the final dot was received and
+                           the message stored as accepted, then the connection
+                           was reset without a reply; reply is null
   reply       the full reply line sent ("451 4.3.0 try again later"), or null
+  fault       only on lines written by --fault-rate: the fault's name (one of
+              the --faults names); a "data" line with a fault is a 421 or 451
+              reply that the fault mode chose
 
 All files are written and flushed *before* the SMTP reply is sent, so once a
 client has seen a reply, the matching lines and .eml are already on disk. Within
@@ -84,6 +99,40 @@ Options
                          before MAIL; anything else gets 535. AUTH is offered
                          on plaintext connections, unless --tls-cert is given:
                          then only after STARTTLS.
+  --fault-rate RATE      seeded random fault mode (default 0: off). Each
+                         fault named in --faults hits an opportunity with
+                         probability RATE / (number of --faults names), so at
+                         most RATE of all transactions are faulted. The
+                         opportunities: every new connection (for `greeting`)
+                         and every DATA command (for all other faults); one
+                         random draw each. A drawn fault overrides
+                         --data-replies and --drop-after-data for that
+                         transaction. Every fault is written to attempts.jsonl
+                         with a "fault" field (see above).
+  --fault-seed N         seed for --fault-rate (default: a random seed, logged
+                         at INFO). The same seed gives the same sequence of
+                         draws; with concurrent clients, which connection gets
+                         which draw depends on arrival order.
+  --faults LIST          comma-separated fault names for --fault-rate
+                         (default: 421,451,reset,greeting,stall):
+                           421      reply "421 4.3.2 service shutting down" to the
+                                    final dot and close the connection; the
+                                    message is not accepted
+                           451      reply "451 4.3.0 try again later" to the
+                                    final dot; the message is not accepted
+                           reset    reset the connection (TCP RST) when the DATA
+                                    command arrives, before the 354 reply
+                           greeting never send the 220 greeting on a new
+                                    connection (until the client goes away)
+                           stall    after the final dot store the message as
+                                    accepted (<n>.eml, received.jsonl), then never
+                                    reply (until the client goes away)
+                           reset-after-dot  after the final dot store the message
+                                    as accepted, then reset the connection
+                                    without a reply
+                         stall and reset-after-dot are the worst case for a
+                         client: the server has the message, the client cannot
+                         know it.
   --exit-on-stdin-eof    also stop (exit 0) when stdin reaches EOF, so a test
                          that spawns the server with a piped stdin cannot leave
                          it running after the test process dies.
@@ -102,6 +151,8 @@ Examples
 --------
     python3 tests/support/smtp_server.py --dir /tmp/m --data-replies 451,250
     python3 tests/support/smtp_server.py --make-cert /tmp/tls
+    python3 tests/support/smtp_server.py --dir /tmp/m --fault-rate 0.3 \\
+        --fault-seed 7 --faults 421,451,reset,greeting,stall,reset-after-dot
     python3 tests/support/smtp_server.py --dir /tmp/m --auth user:secret \\
         --tls-cert /tmp/tls/cert.pem --tls-key /tmp/tls/key.pem --require-starttls
 """
@@ -111,6 +162,7 @@ import asyncio
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import signal
@@ -186,6 +238,60 @@ def positive_int(value):
     if i < 1:
         raise argparse.ArgumentTypeError("must be >= 1")
     return i
+
+
+def fault_rate(value):
+    f = float(value)
+    if not 0.0 <= f <= 1.0:
+        raise argparse.ArgumentTypeError("must be between 0 and 1")
+    return f
+
+
+# The faults --faults may name. "greeting" hits a new connection; the others
+# hit a transaction.
+FAULT_NAMES = ("421", "451", "reset", "greeting", "stall", "reset-after-dot")
+DEFAULT_FAULTS = "421,451,reset,greeting,stall"
+
+
+def parse_fault_list(value):
+    names = [item.strip() for item in value.split(",") if item.strip()]
+    for name in names:
+        if name not in FAULT_NAMES:
+            raise argparse.ArgumentTypeError(
+                f"unknown fault {name!r} (expected some of {', '.join(FAULT_NAMES)})")
+    if not names:
+        raise argparse.ArgumentTypeError("name at least one fault")
+    return list(dict.fromkeys(names))
+
+
+class Faults:
+    """The seeded random fault mode (--fault-rate, --fault-seed, --faults)."""
+
+    def __init__(self, rate, seed, names):
+        self.rate = rate
+        self.names = names
+        if seed is None:
+            seed = random.SystemRandom().randrange(2**32)
+        self.seed = seed
+        self.rng = random.Random(seed)
+        log.info("fault mode: rate %s, seed %s, faults %s", rate, seed, ",".join(names))
+
+    def _draw(self, kinds):
+        """One draw for an opportunity where `kinds` could apply."""
+        if not kinds or self.rate <= 0:
+            return None
+        each = self.rate / len(self.names)
+        r = self.rng.random()
+        for i, kind in enumerate(kinds):
+            if r < each * (i + 1):
+                return kind
+        return None
+
+    def on_connection(self):
+        return self._draw([k for k in self.names if k == "greeting"])
+
+    def on_data_command(self):
+        return self._draw([k for k in self.names if k != "greeting"])
 
 
 # --------------------------------------------------------------------------
@@ -276,6 +382,16 @@ class Recorder:
         self._append(self.attempts_path, record)
         log.info("attempt %s", record)
 
+    def bare_attempt(self, stage, server, **extra):
+        """An attempts.jsonl line for a connection without a transaction."""
+        self.attempt_count += 1
+        record = {"n": self.attempt_count, "stage": stage, "reply": None,
+                  "message_id": None, "mail_from": None, "rcpt_tos": [],
+                  "conn": server.conn_id, "tls": False, "auth": None}
+        record.update(extra)
+        self._append(self.attempts_path, record)
+        log.info("attempt %s", record)
+
     def next_message_number(self):
         self.received_count += 1
         return self.received_count
@@ -350,6 +466,27 @@ class Handler:
                                       server, session, envelope)
                 raise
 
+        fault = getattr(server, "pending_fault", None)
+        server.pending_fault = None
+        if fault in ("stall", "reset-after-dot"):
+            # The worst case for a client: the message is stored as accepted,
+            # and the client never learns it.
+            n = self.recorder.next_message_number()
+            self.recorder.attempt(fault, None, message_id, server, session, envelope,
+                                  fault=fault)
+            self.recorder.save_message(n, content, message_id, server, session, envelope)
+            if fault == "reset-after-dot":
+                server.transport.abort()
+            # Cancelled when the connection goes (the client gave up on us).
+            await asyncio.sleep(3600)
+        if fault in ("421", "451"):
+            reply = format_reply(int(fault), None, "data")
+            self.recorder.attempt("data", reply, message_id, server, session, envelope,
+                                  fault=fault)
+            if fault == "421":
+                await reply_and_close(server, reply)
+            return reply
+
         if self.args.drop_after_data == k:
             self.recorder.attempt("drop", None, message_id, server, session, envelope)
             # abort(): close the socket at once, discarding anything unsent.
@@ -388,12 +525,15 @@ class Handler:
 # --------------------------------------------------------------------------
 
 class TestSMTP(SMTP):
-    def __init__(self, handler, *, conn_id, greeting_delay, recorder, live, **kwargs):
+    def __init__(self, handler, *, conn_id, greeting_delay, recorder, live, faults=None,
+                 **kwargs):
         super().__init__(handler, **kwargs)
         self.conn_id = conn_id
         self.greeting_delay = greeting_delay
         self.recorder = recorder
         self.live = live  # set of open connections, to abort them on shutdown
+        self.faults = faults  # Faults, or None when --fault-rate is off
+        self.pending_fault = None  # the fault drawn for the current DATA
 
     def connection_made(self, transport):
         self.live.add(self)
@@ -407,7 +547,28 @@ class TestSMTP(SMTP):
         # aiosmtpd sends the 220 greeting first thing in _handle_client().
         if self.greeting_delay:
             await asyncio.sleep(self.greeting_delay)
+        if self.faults is not None and self.faults.on_connection() == "greeting":
+            self.recorder.bare_attempt("greeting", self, fault="greeting")
+            # No greeting, ever: connection_lost() cancels this when the
+            # client gives up.
+            await asyncio.sleep(3600)
+            return
         await super()._handle_client()
+
+    async def smtp_DATA(self, arg):
+        self.pending_fault = None
+        if (self.faults is not None and self.envelope is not None
+                and self.envelope.rcpt_tos and not arg):
+            fault = self.faults.on_data_command()
+            if fault == "reset":
+                self.recorder.attempt("reset", None, None, self, self.session,
+                                      self.envelope, fault="reset")
+                # abort(): an immediate close (RST), nothing more is read or sent.
+                self.transport.abort()
+                await asyncio.sleep(3600)
+                return
+            self.pending_fault = fault
+        await super().smtp_DATA(arg)
 
     async def check_auth_needed(self, caller_method):
         # Record commands refused because the client has not authenticated.
@@ -530,6 +691,12 @@ def parse_args(argv):
                    help="require STARTTLS before MAIL/AUTH etc. (needs --tls-cert)")
     p.add_argument("--auth", metavar="USER:PASS",
                    help="require AUTH PLAIN/LOGIN with these credentials")
+    p.add_argument("--fault-rate", type=fault_rate, default=0.0, metavar="RATE",
+                   help="seeded random faults on this share of transactions (0..1)")
+    p.add_argument("--fault-seed", type=int, default=None, metavar="N",
+                   help="seed for --fault-rate (default: random)")
+    p.add_argument("--faults", type=parse_fault_list, default=None, metavar="LIST",
+                   help=f"fault names for --fault-rate (default {DEFAULT_FAULTS})")
     p.add_argument("--exit-on-stdin-eof", action="store_true",
                    help="exit when stdin is closed (parent process gone)")
     p.add_argument("-v", "--verbose", action="store_true", help="log sessions to stderr")
@@ -546,6 +713,8 @@ def parse_args(argv):
         p.error("--require-starttls needs --tls-cert/--tls-key")
     if args.auth is not None and ":" not in args.auth:
         p.error("--auth expects USER:PASS")
+    if args.faults is None:
+        args.faults = parse_fault_list(DEFAULT_FAULTS)
     return args
 
 
@@ -579,6 +748,10 @@ async def serve(args):
         user, _, password = args.auth.partition(":")
         authenticator = make_authenticator(user, password)
 
+    faults = None
+    if args.fault_rate > 0:
+        faults = Faults(args.fault_rate, args.fault_seed, args.faults)
+
     live = set()
     conn_counter = 0
 
@@ -591,6 +764,7 @@ async def serve(args):
             greeting_delay=args.greeting_delay,
             recorder=recorder,
             live=live,
+            faults=faults,
             loop=loop,
             hostname="localhost",       # avoid a slow getfqdn() lookup
             enable_SMTPUTF8=True,
