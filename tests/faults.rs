@@ -19,13 +19,14 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use common::smtp::SmtpServer;
 use common::{Env, CSV_HEADER};
 use serde_json::{json, Value};
 
@@ -145,100 +146,6 @@ fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 // ---------------------------------------------------------------------------
 // The real SMTP server (aiosmtpd)
 // ---------------------------------------------------------------------------
-
-/// A running tests/support/smtp_server.py; killed on drop.
-struct SmtpServer {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-    _tmp: tempfile::TempDir,
-}
-
-impl SmtpServer {
-    fn start(args: &[&str]) -> Self {
-        Self::start_on(None, args)
-    }
-
-    fn start_on(port: Option<u16>, args: &[&str]) -> Self {
-        let tmp = tempfile::tempdir().unwrap();
-        let dir = tmp.path().join("mail");
-        let mut command = Command::new("python3");
-        command
-            .arg(common::repo().join("tests/support/smtp_server.py"))
-            .arg("--dir")
-            .arg(&dir)
-            .arg("--exit-on-stdin-eof")
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(p) = port {
-            command.arg("--port").arg(p.to_string());
-        }
-        let mut child = command
-            .spawn()
-            .expect("python3 runs (install: pip install -r tests/support/requirements.txt)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line
-            .trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| {
-                panic!("SMTP test server did not start (is aiosmtpd installed?): {line:?}")
-            })
-            .parse()
-            .unwrap();
-        Self {
-            child,
-            port,
-            dir,
-            _tmp: tmp,
-        }
-    }
-
-    fn jsonl(&self, name: &str) -> Vec<Value> {
-        read_jsonl(&self.dir.join(name))
-    }
-
-    /// received.jsonl: every message the server accepted.
-    fn received(&self) -> Vec<Value> {
-        self.jsonl("received.jsonl")
-    }
-
-    /// attempts.jsonl: every transaction outcome, and every injected fault.
-    fn attempts(&self) -> Vec<Value> {
-        self.jsonl("attempts.jsonl")
-    }
-
-    fn message(&self, n: u64) -> String {
-        String::from_utf8_lossy(&std::fs::read(self.dir.join(format!("{n}.eml"))).unwrap())
-            .to_string()
-    }
-}
-
-impl Drop for SmtpServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// JSON lines of a file the server may still be appending to: a last line
-/// without its line break is not finished and is left out.
-fn read_jsonl(path: &Path) -> Vec<Value> {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let complete = match text.rfind('\n') {
-        Some(i) => &text[..=i],
-        None => "",
-    };
-    complete
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{path:?}: {e}: {l}")))
-        .collect()
-}
 
 /// Counts the lines of a growing file without re-reading it.
 struct LineCounter {

@@ -63,11 +63,18 @@ impl SmtpServer {
         }
     }
 
-    /// The lines of one of its JSON Lines files.
+    /// The lines of one of its JSON Lines files. The server may still be
+    /// appending: a last line without its line break is not finished and is
+    /// left out.
     pub fn jsonl(&self, name: &str) -> Vec<Value> {
-        std::fs::read_to_string(self.dir.join(name))
-            .unwrap_or_default()
+        let text = std::fs::read_to_string(self.dir.join(name)).unwrap_or_default();
+        let complete = match text.rfind('\n') {
+            Some(end) => &text[..=end],
+            None => "",
+        };
+        complete
             .lines()
+            .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).unwrap())
             .collect()
     }
