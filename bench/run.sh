@@ -140,6 +140,7 @@ else
     FOLLOWUPD=$ROOT/target/release/followupd
 fi
 [ -x "$FOLLOWUPD" ] || die "no binary at $FOLLOWUPD"
+REV="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [ -n "$(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] && echo ' + uncommitted changes in src/Cargo' || true)"
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/followupd-bench.XXXXXX")
 OUT_FILE=$TMP/last.out
@@ -264,7 +265,7 @@ ceiling_send_run() {
     local got=$(( $(sink_count) - before ))
     [ "$got" -ge "$SEND_N" ] || die "smtp-sink counted $got messages from smtp-source, expected $SEND_N"
     CEIL_RATE=$(calc "$SEND_N / $ELAPSED")
-    log "  smtp-source:    $SEND_N messages in $(fmt "$ELAPSED" 2) s = $(fmt "$CEIL_RATE") msg/s"
+    log "  smtp-source:    $SEND_N messages in $(fmt "$ELAPSED" 2) s = $(fmt "$CEIL_RATE") msg/s (CPU $CPU s)"
 }
 
 log "row 1: send $SEND_N messages, pool $POOL, SQLite ($RUNS runs)"
@@ -304,7 +305,7 @@ for r in $(seq "$RUNS"); do
     n=$(sqlite3 "$TMP/db/ceil.db" "SELECT count(*) FROM orders")
     [ "$n" = "$IMPORT_N" ] || die "sqlite3 .import loaded $n rows"
     C+=("$(calc "$IMPORT_N / $ELAPSED")")
-    log "  sqlite3 .import:  $(fmt "$ELAPSED" 2) s = $(fmt "${C[-1]}") rows/s"
+    log "  sqlite3 .import:  $(fmt "$ELAPSED" 2) s = $(fmt "${C[-1]}") rows/s (CPU $CPU s)"
 done
 R[import]=$(median "${S[@]}"); R[import_ceil]=$(median "${C[@]}")
 rm -rf "$TMP/db"
@@ -356,7 +357,8 @@ log "  tick: $(fmt "$(calc "${R[idle_small]} * 1000")" 1) ms at $IDLE_SMALL orde
 # ------------------------------------------ row 4: render + lint bench --
 # In process, one core: the repository's examples/render_lint.rs (render a
 # stage's templates, lint, build the MIME message; single-threaded), pinned
-# to one CPU. Reference: the wire rate smtp-source reached in row 1.
+# to one CPU. Target 20,000 msg/s (the project's); the wire rate that
+# smtp-source reached in row 1 is shown beside it.
 INPROC=""; R[render]=""
 for f in "$ROOT"/benches/*.rs "$ROOT"/examples/*.rs; do
     [ -e "$f" ] && INPROC="$INPROC ${f#"$ROOT"/}"
@@ -552,7 +554,7 @@ rows_k() { fmt "$1"; }
 echo
 echo "followupd benchmark: $(nproc) cores, $(free -m | awk '/^Mem:/ {printf "%.1f GiB", $2/1024}') memory; RUNS=$RUNS (median)$( [ "$QUICK" = 1 ] && echo ', QUICK=1')"
 echo "sizes: send $SEND_N x ~${MSG_SIZE} B messages, pool $POOL; import $IMPORT_N rows; idle $IDLE_SMALL vs $IDLE_LARGE orders"
-echo "binary: $FOLLOWUPD ($(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo '?')$(cd "$ROOT" && [ -n "$(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] && echo ' + uncommitted changes in src/Cargo')); took $(( ($(date +%s) - T_START) / 60 )) min; load average at start $LOAD0, at end $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "binary: $FOLLOWUPD (built from $REV); took $(( ($(date +%s) - T_START) / 60 )) min; load average at start $LOAD0, at end $(cut -d' ' -f1-3 /proc/loadavg)"
 [ "$busy" = 1 ] && echo "WARNING: the machine was busy with other work (load average above half the cores): wall-clock figures are unreliable; re-run when it is idle"
 echo
 row "row" "followupd" "ceiling" "ratio" "target" "verdict"
@@ -568,8 +570,10 @@ if [ -z "$INPROC" ]; then
 elif [ -z "${R[render]}" ] || [ "${R[render]}" = "build failed" ]; then
     row "4. render + lint (msg/s, 1 core)" "needs an in-process bench (found:$INPROC; ${R[render]:-no examples/render_lint.rs})" "-" "-" "-" "not measured"
 else
-    ratio=$(calc "${R[render]} / ${R[send_ceil]}")
-    row "4. render + lint + build (msg/s, 1 core)" "$(fmt "${R[render]}") examples/render_lint" "$(fmt "${R[send_ceil]}") wire (row 1)" "$(fmt "$ratio" 2)x" "none set; >= 1x keeps up" "info"
+    # The project's target for this row is an absolute 20,000 msg/s; the
+    # wire ceiling of row 1 is shown beside it (>= 1x: one core keeps up).
+    ratio=$(calc "${R[render]} / 20000")
+    row "4. render + lint + build (msg/s, 1 core)" "$(fmt "${R[render]}") examples/render_lint" "20000 target (wire: $(fmt "$(calc "${R[render]} / ${R[send_ceil]}")" 2)x of row 1)" "$(fmt "$ratio" 2)x" ">= 1.0x" "$(verdict "$ratio" 1 '>=')"
 fi
 ratio=$(calc "$RSS_IMPORT / 100")
 row "5a. peak RSS, import (MB)" "$RSS_IMPORT" "100 budget" "$(fmt "$ratio" 2)x" "<= 1.0x" "$(verdict "$ratio" 1 '<=')"
