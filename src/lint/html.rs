@@ -1,0 +1,182 @@
+//! The text a reader sees in an HTML body, for the lint.
+//!
+//! One pass of a WHATWG tokenizer (html5gum) over the markup: character
+//! references are decoded as a browser decodes them, comments and the
+//! contents of `<script>` and `<style>` are dropped, and link targets are
+//! left out because they are addresses, not prose. Building a DOM would cost
+//! more than the whole lint for nothing it needs, since the lint only asks
+//! which characters end up next to each other on screen.
+
+use html5gum::{DefaultEmitter, Token, Tokenizer};
+
+/// Elements that start a new line when rendered. Any other element, known or
+/// not, is inline and does not separate words: `re<b>view</b>` and
+/// `<x-a>re</x-a><x-a>view</x-a>` both read "review", as in a mail client.
+const BREAKING: &[&[u8]] = &[
+    b"address",
+    b"article",
+    b"aside",
+    b"blockquote",
+    b"body",
+    b"br",
+    b"caption",
+    b"center",
+    b"dd",
+    b"details",
+    b"dialog",
+    b"div",
+    b"dl",
+    b"dt",
+    b"fieldset",
+    b"figcaption",
+    b"figure",
+    b"footer",
+    b"form",
+    b"h1",
+    b"h2",
+    b"h3",
+    b"h4",
+    b"h5",
+    b"h6",
+    b"head",
+    b"header",
+    b"hr",
+    b"html",
+    b"img",
+    b"li",
+    b"main",
+    b"nav",
+    b"ol",
+    b"option",
+    b"p",
+    b"pre",
+    b"section",
+    b"summary",
+    b"table",
+    b"tbody",
+    b"td",
+    b"tfoot",
+    b"th",
+    b"thead",
+    b"title",
+    b"tr",
+    b"ul",
+];
+
+/// Elements whose content is never shown as text.
+const HIDDEN: &[&[u8]] = &[b"script", b"style", b"template"];
+
+/// The visible text of an HTML body: tags dropped, character references
+/// decoded, link targets left out. Inline tags do not split words
+/// (`re<b>view</b>` reads "review"); block elements and `<br>` start a new
+/// line. An image's `alt` and any element's `title` text are shown to the
+/// reader (when images are blocked, or on hover), so they are included, each
+/// on a line of its own.
+pub fn visible_text(html: &str) -> String {
+    let mut emitter = DefaultEmitter::default();
+    // Lets the tokenizer read `<script>` and `<style>` as raw text, so markup
+    // inside a script is not mistaken for elements.
+    emitter.naively_switch_states(true);
+    let mut out = String::with_capacity(html.len());
+    let mut hidden_depth = 0usize;
+    for token in Tokenizer::new_with_emitter(html, emitter) {
+        let Ok(token) = token;
+        match token {
+            Token::String(text) if hidden_depth == 0 => {
+                out.push_str(&String::from_utf8_lossy(&text));
+            }
+            Token::StartTag(tag) => {
+                let name = tag.name.as_slice();
+                if HIDDEN.contains(&name) {
+                    if !tag.self_closing {
+                        hidden_depth += 1;
+                    }
+                    continue;
+                }
+                if hidden_depth > 0 {
+                    continue;
+                }
+                let shown: Vec<&[u8]> = [&b"alt"[..], &b"title"[..]]
+                    .into_iter()
+                    .filter(|a| *a != b"alt" || name == b"img" || name == b"area")
+                    .filter_map(|a| tag.attributes.get(a).map(|v| v.as_slice()))
+                    .filter(|v| !v.is_empty())
+                    .collect();
+                if BREAKING.contains(&name) || !shown.is_empty() {
+                    out.push('\n');
+                }
+                for value in shown {
+                    out.push_str(&String::from_utf8_lossy(value));
+                    out.push('\n');
+                }
+            }
+            Token::EndTag(tag) => {
+                let name = tag.name.as_slice();
+                if HIDDEN.contains(&name) {
+                    hidden_depth = hidden_depth.saturating_sub(1);
+                } else if hidden_depth == 0 && BREAKING.contains(&name) {
+                    out.push('\n');
+                }
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::visible_text;
+
+    #[test]
+    fn link_targets_are_left_out_and_references_decoded() {
+        let text = visible_text(r#"<p>Hi &amp; <a href="https://x.com/review">tell us</a></p>"#);
+        assert!(text.contains("Hi & tell us"), "{text:?}");
+        assert!(!text.contains("x.com"), "{text:?}");
+    }
+
+    #[test]
+    fn inline_tags_join_and_blocks_break() {
+        assert_eq!(visible_text("re<b>view</b>").trim(), "review");
+        assert_eq!(
+            visible_text("<x-a>re</x-a><x-a>view</x-a>").trim(),
+            "review"
+        );
+        assert_eq!(visible_text("<p>re</p><p>view</p>").trim(), "re\n\nview");
+        assert_eq!(visible_text("re<br>view").trim(), "re\nview");
+        assert_eq!(
+            visible_text("<td>pre</td><td>view</td>").trim(),
+            "pre\n\nview"
+        );
+    }
+
+    #[test]
+    fn scripts_styles_and_comments_are_not_text() {
+        let text = visible_text(
+            "<style>p::after { content: 'x' }</style><p>Hello<!-- review --></p>\
+             <script>if (a < b) { document.write('<p>review</p>') }</script>",
+        );
+        assert_eq!(text.trim(), "Hello");
+    }
+
+    #[test]
+    fn alt_and_title_text_is_shown() {
+        let text = visible_text(r#"<p>Hi<img src="x.png" alt="Leave a review"></p>"#);
+        assert!(text.contains("\nLeave a review\n"), "{text:?}");
+        let text = visible_text(r#"<span title="Please review">Hi</span>"#);
+        assert!(text.contains("Please review"), "{text:?}");
+        let text = visible_text(r#"<a href="x" alt="not shown">Hi</a>"#);
+        assert!(!text.contains("not shown"), "{text:?}");
+    }
+
+    #[test]
+    fn unclosed_and_broken_markup_is_still_read() {
+        let text = visible_text("<p>Please re<b>view <i unclosed");
+        assert!(text.starts_with("\nPlease review"), "{text:?}");
+        assert_eq!(visible_text("").trim(), "");
+        assert_eq!(
+            visible_text("a &lt;b&gt; &zzz; &#x1F600;"),
+            "a <b> &zzz; 😀"
+        );
+    }
+}
