@@ -12,7 +12,7 @@ use std::str::FromStr;
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::TryStreamExt;
 use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{AnyPool, Row};
+use sqlx::{Any, AnyPool, Connection, Executor, Row, Transaction};
 
 use crate::import::OrderRecord;
 use crate::message::Outgoing;
@@ -191,6 +191,33 @@ const LOG_COLUMNS: &str = "id, at, order_id, marketplace, stage, recipient, stat
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// Whether a connection going back to the pool is fit to be handed out
+/// again. After an I/O error (a full disk, say) SQLite may leave a
+/// transaction open that neither it nor sqlx's bookkeeping will close: every
+/// later statement on that connection would then run inside it, "succeed",
+/// and never become durable, while holding the write lock against every other
+/// connection. Such a connection is closed instead; the pool opens a fresh one.
+async fn connection_is_clean(conn: &mut sqlx::AnyConnection, backend: Backend) -> bool {
+    if conn.is_in_transaction() {
+        tracing::warn!("closing a database connection returned inside a transaction");
+        return false;
+    }
+    if backend != Backend::Sqlite {
+        return true;
+    }
+    // ROLLBACK fails ("no transaction is active") on a healthy connection;
+    // if it succeeds, a transaction was still open.
+    match conn.execute("ROLLBACK").await {
+        Ok(_) => {
+            tracing::warn!(
+                "closing a database connection that SQLite had left inside a transaction"
+            );
+            false
+        }
+        Err(_) => true,
+    }
+}
+
 /// The database handle shared by every command and the daemon.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -234,6 +261,9 @@ impl Store {
                     Ok(())
                 })
             })
+            .after_release(move |conn, _meta| {
+                Box::pin(async move { Ok(connection_is_clean(conn, backend).await) })
+            })
             .connect(url)
             .await?;
         match backend {
@@ -241,6 +271,19 @@ impl Store {
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         Ok(Self { pool, backend })
+    }
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): waiting for it is bounded by the busy timeout,
+    /// whereas a deferred transaction that read first could only fail when it
+    /// came to write. Nothing outside the transaction happens until its
+    /// commit has returned, so a send never starts on a claim that is not on
+    /// disk.
+    async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -264,7 +307,7 @@ impl Store {
         now: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError> {
         let now = to_secs(now);
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let (mut inserted, mut updated) = (0, 0);
         for chunk in chunks_without_repeats(records, ROWS_PER_STATEMENT) {
             let order_sql = upsert_orders_sql(self.backend, chunk.len());
@@ -327,7 +370,7 @@ impl Store {
         if known.as_deref() == Some(wanted.as_str()) {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         for stage in stages {
             sqlx::query(
                 "INSERT INTO stages (marketplace, order_id, stage, state, next_check_at, attempts, updated_at) \
@@ -473,7 +516,7 @@ impl Store {
         message: Option<&Outgoing>,
         now: DateTime<Utc>,
     ) -> Result<Option<(i64, Option<i64>)>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let Some(token) = claim_stage(&mut *tx, key, claim, now).await? else {
             tx.rollback().await?;
             return Ok(None);
@@ -516,7 +559,7 @@ impl Store {
         log_if_fenced: bool,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         // The fenced update goes first so the write lock is taken at once.
         let recorded = finish_claim(&mut *tx, key, owner, token, update, now).await?;
         if recorded || log_if_fenced {

@@ -1802,7 +1802,6 @@ fn due_now_csv(prefix: &str, count: usize) -> String {
     csv
 }
 
-#[ignore = "defect 3 (docs/reliability.md): after SQLITE_FULL a pooled connection stays inside an open transaction; messages go out twice"]
 #[test]
 fn s5_sqlite_disk_full_while_running_recovers_when_space_returns() {
     let started = Instant::now();
@@ -2512,7 +2511,6 @@ fn s7_a_100_mb_jsonl_line_is_rejected_by_line_in_bounded_memory() {
     );
 }
 
-#[ignore = "defect 5 (docs/reliability.md): CSV records have no size limit yet"]
 #[test]
 fn s7_a_huge_csv_row_is_rejected_by_line_in_bounded_memory() {
     let started = Instant::now();
@@ -2558,7 +2556,6 @@ fn s7_a_huge_csv_row_is_rejected_by_line_in_bounded_memory() {
 /// README: "UTF-8 with or without a BOM, LF or CRLF", and "each bad row
 /// goes to stderr as FILE:LINE: reason". The line must be the row's own
 /// physical line, whatever the line ends.
-#[ignore = "defect 7 (docs/reliability.md): CRLF CSV files report rejected rows one line low"]
 #[test]
 fn s7_a_bom_and_crlf_line_ends_keep_the_reported_lines_right() {
     let env = Env::with_defaults();
@@ -2854,7 +2851,6 @@ fn s7_idn_domains_and_utf8_local_parts_reach_the_server() {
 
 /// README: "IDN domains and quoted local parts are fine". An address the
 /// import takes must be deliverable (or the import must refuse it, by line).
-#[ignore = "defect 8 (docs/reliability.md): quoted local parts pass import but lettre cannot address them"]
 #[test]
 fn s7_quoted_local_parts_are_delivered_or_refused_at_import() {
     let started = Instant::now();
@@ -4023,7 +4019,6 @@ mod fuzz {
 
     /// Dates anywhere the importer accepts (up to the year 262142) and
     /// windows up to two years long: no panic.
-    #[ignore = "defect 2 (docs/reliability.md): dates near the year 262142 still panic in the schedule"]
     #[test]
     fn s9_fuzz_schedule_never_panics_at_the_edges_of_time() {
         let env = Env::with_defaults();
