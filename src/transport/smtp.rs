@@ -129,18 +129,48 @@ impl SmtpTransport {
         };
         let address = (self.config.host.as_str(), self.config.port);
         let timeout = self.config.connect_timeout;
-        let mut conn = bounded(
-            timeout,
-            Step::Connect,
-            AsyncSmtpConnection::connect_tokio1(
-                address,
-                Some(timeout),
-                &self.hello,
-                implicit_tls,
-                None,
-            ),
-        )
-        .await?;
+        let mut conn = match implicit_tls {
+            Some(tls) => {
+                bounded(
+                    timeout,
+                    Step::Connect,
+                    AsyncSmtpConnection::connect_tokio1(
+                        address,
+                        Some(timeout),
+                        &self.hello,
+                        Some(tls),
+                        None,
+                    ),
+                )
+                .await?
+            }
+            None => {
+                let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address))
+                    .await
+                    .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+                    .and_then(|stream| {
+                        // lettre writes a message's last chunk and the final
+                        // dot as separate small segments; with Nagle's
+                        // algorithm on, the dot waits for the server's
+                        // delayed ACK (about 40 ms a message on Linux).
+                        stream.set_nodelay(true)?;
+                        Ok(stream)
+                    })
+                    .map_err(|e| SendError::Transient {
+                        code: None,
+                        text: format!(
+                            "cannot connect to {}:{}: {e}",
+                            self.config.host, self.config.port
+                        ),
+                    })?;
+                bounded(
+                    timeout,
+                    Step::Connect,
+                    AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello),
+                )
+                .await?
+            }
+        };
         if self.config.tls == TlsMode::Starttls {
             let params = self.tls.clone().ok_or_else(|| SendError::Transient {
                 code: None,
