@@ -198,6 +198,7 @@ pub async fn run(
     ]);
     tracing::info!(config = %config_path.display(), "followupd is running");
 
+    let mut troubled_passes = 0u32;
     while !stopping {
         watchdog.beat_now();
         if let Some(inbox) = engine.config.inbox.clone() {
@@ -239,6 +240,10 @@ pub async fn run(
             );
             break;
         }
+        troubled_passes = match &result {
+            Ok(summary) if summary.errors == 0 => 0,
+            _ => troubled_passes.saturating_add(1),
+        };
         match result {
             Ok(summary) if summary != Default::default() => {
                 tracing::info!(%summary, "pass finished");
@@ -253,7 +258,9 @@ pub async fn run(
         }
         notify(&[NotifyState::Status(&status_line(&engine, "running").await)]);
 
-        let sleep_until = next_wake(&engine, now).await;
+        let sleep_until = next_wake(&engine, now)
+            .await
+            .max(error_backoff(troubled_passes));
         let heartbeat = watchdog.every.unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             _ = &mut shutdown => {
@@ -293,6 +300,17 @@ async fn next_wake(engine: &Engine, now: DateTime<Utc>) -> Duration {
     }
     // Never spin: a stage due "now" that could not be sent waits a moment.
     .max(Duration::from_millis(200))
+}
+
+/// How long to wait at least after `passes` passes in a row that could not
+/// process every due order (the database failing, say): 1 s, doubling to
+/// 32 s. Orders that failed stay due, so without this the service would
+/// retry them, and log each failure, several times a second.
+fn error_backoff(passes: u32) -> Duration {
+    match passes {
+        0 => Duration::ZERO,
+        n => Duration::from_secs(1 << (n - 1).min(5)),
+    }
 }
 
 async fn status_line(engine: &Engine, prefix: &str) -> String {
@@ -554,4 +572,16 @@ fn watch_templates(
         }
     });
     Some(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_backoff_doubles_from_a_second_and_stops_growing() {
+        let waits: Vec<u64> = (0..9).map(|n| error_backoff(n).as_secs()).collect();
+        assert_eq!(waits, [0, 1, 2, 4, 8, 16, 32, 32, 32]);
+        assert_eq!(error_backoff(u32::MAX), Duration::from_secs(32));
+    }
 }
