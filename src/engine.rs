@@ -547,6 +547,29 @@ impl Engine {
             }
             Ok(preview) => self.send(&preview.outgoing, attempt, now).await,
         };
+        // The log row keeps what happened; a stage that chose at-least-once
+        // delivery is tried once more after an in-doubt attempt.
+        let logged_state = outcome.state;
+        let outcome = if outcome.state == StageState::Unknown
+            && spec.on_unknown == schedule::OnUnknown::Resend
+            && note != Some(IN_DOUBT_RESEND)
+        {
+            let attempt_number = u32::try_from(attempt).unwrap_or(u32::MAX);
+            Outcome {
+                state: StageState::Retrying,
+                retry_at: Some(now + self.config.retry.delay(attempt_number, fastrand::f64())),
+                reason: format!(
+                    "{}; will be sent once more (on_unknown = resend)",
+                    outcome
+                        .reply
+                        .as_deref()
+                        .unwrap_or("no reply after the message")
+                ),
+                ..outcome
+            }
+        } else {
+            outcome
+        };
         let to = order.buyer_email.as_str();
         let entry = NewLogEntry {
             at: now,
@@ -555,7 +578,7 @@ impl Engine {
             to,
             message_id: Some(&message_id),
             attempt,
-            status: outcome.state.as_str(),
+            status: logged_state.as_str(),
             smtp_code: outcome.code,
             smtp_text: outcome.reply.as_deref(),
             detail: outcome.detail.as_deref().or(note),

@@ -518,6 +518,72 @@ on_both_backends! {
         );
         assert_eq!(summary[1].0, "unknown");
     }
+
+    fn on_unknown_resend_also_covers_a_live_send_left_in_doubt() {
+        // The connection drops unanswered after the first message's final
+        // dot: the server has it, the client cannot know.
+        let server = SmtpServer::start(&["--drop-after-data", "1"]);
+        let stages = r#"
+    [[stages]]
+    name = "shipment"
+    anchor = "shipped_at"
+    opens_after = "0s"
+    closes_after = "2d"
+    on_unknown = "resend"
+    "#;
+        let env = smtp_env(server.port, "", stages);
+        import_one(&env, "L1", "Lou", "Mug");
+        env.ok(&["tick", "--now", DUE]);
+        let stage = env.stage_state(DUE, "L1", "shipment");
+        assert_eq!(stage["state"], "retrying", "{stage}");
+        env.ok(&["tick", "--now", "2026-12-01T14:00:00Z"]);
+        assert_eq!(env.stage_state(DUE, "L1", "shipment")["state"], "sent");
+        // A third tick sends nothing more.
+        env.ok(&["tick", "--now", "2026-12-01T16:00:00Z"]);
+        // The server got the whole message twice: once dropped unanswered
+        // after the final dot, once accepted.
+        let transmitted: Vec<(Value, Value)> = server
+            .attempts()
+            .iter()
+            .filter(|a| a["message_id"].is_string())
+            .map(|a| (a["stage"].clone(), a["message_id"].clone()))
+            .collect();
+        let id = Value::from("<followupd.shipment.shop.L1@test.example>");
+        assert_eq!(
+            transmitted,
+            [(Value::from("drop"), id.clone()), (Value::from("data"), id)]
+        );
+        let rows = logs(&env, &["--order", "L1"]);
+        let summary: Vec<(&str, Option<&str>)> = rows
+            .iter()
+            .map(|r| (r["status"].as_str().unwrap(), r["detail"].as_str()))
+            .collect();
+        assert_eq!(summary.len(), 2, "{summary:?}");
+        assert_eq!(
+            summary[0],
+            (
+                "sent",
+                Some("re-send of an in-doubt attempt (on_unknown = resend)")
+            )
+        );
+        assert_eq!(summary[1].0, "unknown");
+    }
+
+    fn without_on_unknown_resend_a_live_send_in_doubt_is_never_repeated() {
+        let server = SmtpServer::start(&["--drop-after-data", "1"]);
+        let env = smtp_env(server.port, "", "");
+        import_one(&env, "L2", "Lee", "Mug");
+        env.ok(&["tick", "--now", DUE]);
+        env.ok(&["tick", "--now", "2026-12-01T14:00:00Z"]);
+        assert_eq!(env.stage_state(DUE, "L2", "shipment")["state"], "unknown");
+        let transmitted: Vec<Value> = server
+            .attempts()
+            .iter()
+            .filter(|a| a["message_id"] == "<followupd.shipment.shop.L2@test.example>")
+            .map(|a| a["stage"].clone())
+            .collect();
+        assert_eq!(transmitted, [Value::from("drop")]);
+    }
 }
 
 #[test]
