@@ -25,6 +25,11 @@ use crate::order::{
 /// into memory whole.
 pub const MAX_JSON_LINE: usize = 4 * 1024 * 1024;
 
+/// Longest CSV row accepted, in bytes as written (quotes and commas
+/// included, the line end not): the same limit as a JSON line. A longer row
+/// is rejected by its line without being read into memory whole.
+pub const MAX_CSV_ROW: usize = MAX_JSON_LINE;
+
 /// One good row, with which optional facts it actually stated: an empty cell
 /// never erases what an earlier import said.
 #[derive(Debug, Clone, PartialEq)]
@@ -126,61 +131,268 @@ fn csv_rows(
     parser: RowParser,
     path: String,
 ) -> impl Iterator<Item = Result<Result<OrderRecord, Rejection>, ImportError>> {
-    let mut reader = csv::ReaderBuilder::new().flexible(false).from_reader(file);
-    let headers: Result<Vec<String>, ImportError> = reader
-        .byte_headers()
-        .map_err(|e| ImportError::Read {
-            path: path.clone(),
-            message: e.to_string(),
-        })
-        .and_then(|h| {
-            h.iter()
-                .map(|b| {
-                    String::from_utf8(b.to_vec())
-                        .map(|s| s.trim().to_string())
-                        .map_err(|_| ImportError::Read {
-                            path: path.clone(),
-                            message: "line 1: the header is not valid UTF-8".into(),
-                        })
-                })
-                .collect()
-        });
-    let mut headers = Some(headers);
-    let mut columns: Vec<String> = Vec::new();
-    let mut records = reader.into_byte_records();
-    std::iter::from_fn(move || {
-        if let Some(h) = headers.take() {
-            match h {
-                Ok(h) => columns = parser.canonical_columns(&h),
-                Err(e) => return Some(Err(e)),
-            }
+    let mut records = CsvRecords::new(BufReader::with_capacity(64 * 1024, file), MAX_CSV_ROW);
+    let mut columns: Option<Vec<String>> = None;
+    let mut failed = false;
+    std::iter::from_fn(move || loop {
+        if failed {
+            return None;
         }
-        let record = records.next()?;
-        Some(match record {
-            Ok(record) => {
-                let line = record.position().map(|p| p.line()).unwrap_or(0);
-                Ok(parser.parse_csv_record(&columns, &record, line))
-            }
-            Err(e) => match e.kind() {
-                csv::ErrorKind::UnequalLengths {
-                    pos,
-                    expected_len,
-                    len,
-                } => Ok(Err(Rejection {
-                    line: pos.as_ref().map(|p| p.line()).unwrap_or(0),
-                    reason: format!("expected {expected_len} fields, found {len}"),
-                })),
-                csv::ErrorKind::Utf8 { pos, err } => Ok(Err(Rejection {
-                    line: pos.as_ref().map(|p| p.line()).unwrap_or(0),
-                    reason: format!("not valid UTF-8 ({err})"),
-                })),
-                _ => Err(ImportError::Read {
+        let next = match records.next_record() {
+            Ok(Some(next)) => next,
+            Ok(None) => return None,
+            Err(e) => {
+                failed = true;
+                return Some(Err(ImportError::Read {
                     path: path.clone(),
                     message: e.to_string(),
-                }),
-            },
-        })
+                }));
+            }
+        };
+        let Some(columns) = &columns else {
+            // The first record is the header.
+            match csv_header(next) {
+                Ok(header) => {
+                    columns = Some(parser.canonical_columns(&header));
+                    continue;
+                }
+                Err(message) => {
+                    failed = true;
+                    return Some(Err(ImportError::Read {
+                        path: path.clone(),
+                        message,
+                    }));
+                }
+            }
+        };
+        return Some(Ok(match next {
+            CsvRecord::TooLong { line } => Err(Rejection {
+                line,
+                reason: CsvRowError::TooLong { limit: MAX_CSV_ROW }.to_string(),
+            }),
+            CsvRecord::Fields { line, record } if record.len() != columns.len() => Err(Rejection {
+                line,
+                reason: CsvRowError::FieldCount {
+                    expected: columns.len(),
+                    found: record.len(),
+                }
+                .to_string(),
+            }),
+            CsvRecord::Fields { line, record } => parser.parse_csv_record(columns, record, line),
+        }));
     })
+}
+
+/// The column names of a CSV header record, or why the file cannot be read.
+fn csv_header(record: CsvRecord<'_>) -> Result<Vec<String>, String> {
+    match record {
+        CsvRecord::Fields { line, record } => record
+            .iter()
+            .map(|b| {
+                std::str::from_utf8(b)
+                    .map(|s| s.trim().to_string())
+                    .map_err(|_| format!("line {line}: the header is not valid UTF-8"))
+            })
+            .collect(),
+        CsvRecord::TooLong { line } => Err(format!(
+            "line {line}: the header is longer than {MAX_CSV_ROW} bytes \
+             (is this a CSV file with a header row?)"
+        )),
+    }
+}
+
+/// Why a CSV row was rejected for its shape, before any field was read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum CsvRowError {
+    #[error(
+        "row longer than {limit} bytes (split the data, or look for a quoted field \
+         missing its closing quote)"
+    )]
+    TooLong { limit: usize },
+    #[error("expected {expected} fields, found {found}")]
+    FieldCount { expected: usize, found: usize },
+}
+
+/// One CSV record as [`CsvRecords`] yields it, with the physical line it
+/// starts on (1-based, counting LF line ends, so CRLF files count the same).
+#[derive(Debug)]
+enum CsvRecord<'a> {
+    Fields {
+        line: u64,
+        record: &'a csv::ByteRecord,
+    },
+    /// Longer than the limit; its bytes were skipped, not kept.
+    TooLong { line: u64 },
+}
+
+/// Where the record splitter is, byte by byte. The transitions are those of
+/// the csv crate's reader with its default settings (`,` between fields,
+/// `"` quotes with `""` inside them, CR, LF or CRLF ending a record, empty
+/// lines skipped, a UTF-8 BOM at the start ignored), so a file reads the same
+/// as before; what this adds is a size limit and exact line numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CsvState {
+    /// Between records: line ends are skipped.
+    StartRecord,
+    StartField,
+    /// In an unquoted field.
+    InField,
+    /// Inside quotes.
+    InQuoted,
+    /// After a quote inside quotes: `"` again is a literal quote, anything
+    /// else closes the quotes.
+    AfterQuote,
+}
+
+/// Splits CSV into records in bounded memory.
+///
+/// The csv crate reads a whole record into memory however long it is, and
+/// its line numbers are one too low after CRLF line ends; this reader keeps
+/// at most `limit` bytes of a record (a longer one is skipped to its end and
+/// reported as [`CsvRecord::TooLong`]) and counts the line each record
+/// starts on itself.
+struct CsvRecords<R> {
+    reader: R,
+    limit: usize,
+    /// The physical line of the next byte.
+    line: u64,
+    /// Whether the start of the input (and a BOM there) was looked at.
+    started: bool,
+    record: csv::ByteRecord,
+    field: Vec<u8>,
+}
+
+impl<R: BufRead> CsvRecords<R> {
+    fn new(reader: R, limit: usize) -> Self {
+        Self {
+            reader,
+            limit,
+            line: 1,
+            started: false,
+            record: csv::ByteRecord::new(),
+            field: Vec::new(),
+        }
+    }
+
+    /// The next record, or `None` at the end of the input.
+    fn next_record(&mut self) -> std::io::Result<Option<CsvRecord<'_>>> {
+        if !self.started {
+            self.started = true;
+            skip_bom(&mut self.reader)?;
+        }
+        self.record.clear();
+        self.field.clear();
+        let mut state = CsvState::StartRecord;
+        let mut start_line = self.line;
+        // Bytes of the record so far (quotes and separators included).
+        let mut size: usize = 0;
+        let mut too_long = false;
+        loop {
+            let buf = match self.reader.fill_buf() {
+                Ok(buf) => buf,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if buf.is_empty() {
+                break;
+            }
+            let mut i = 0;
+            let mut ended = false;
+            while i < buf.len() && !ended {
+                let b = buf[i];
+                // Runs of ordinary bytes are taken in one step.
+                let run = match state {
+                    CsvState::InField => buf[i..]
+                        .iter()
+                        .position(|c| matches!(c, b',' | b'\r' | b'\n'))
+                        .unwrap_or(buf.len() - i),
+                    CsvState::InQuoted => buf[i..]
+                        .iter()
+                        .position(|c| *c == b'"')
+                        .unwrap_or(buf.len() - i),
+                    _ => 0,
+                };
+                if run > 0 {
+                    let bytes = &buf[i..i + run];
+                    self.line += bytes.iter().filter(|c| **c == b'\n').count() as u64;
+                    size = size.saturating_add(run);
+                    if !too_long {
+                        self.field.extend_from_slice(bytes);
+                    }
+                    i += run;
+                } else {
+                    i += 1;
+                    if b == b'\n' {
+                        self.line += 1;
+                    }
+                    let terminator = b == b'\r' || b == b'\n';
+                    if state == CsvState::StartRecord {
+                        if terminator {
+                            continue;
+                        }
+                        start_line = self.line;
+                        state = CsvState::StartField;
+                    }
+                    if !terminator {
+                        size = size.saturating_add(1);
+                    }
+                    match (state, b) {
+                        (CsvState::StartField, b'"') => state = CsvState::InQuoted,
+                        (CsvState::InQuoted, b'"') => state = CsvState::AfterQuote,
+                        (CsvState::AfterQuote, b'"') => {
+                            if !too_long {
+                                self.field.push(b'"');
+                            }
+                            state = CsvState::InQuoted;
+                        }
+                        (_, b',') => {
+                            if !too_long {
+                                self.record.push_field(&self.field);
+                            }
+                            self.field.clear();
+                            state = CsvState::StartField;
+                        }
+                        (_, b'\r' | b'\n') => ended = true,
+                        (_, b) => {
+                            if !too_long {
+                                self.field.push(b);
+                            }
+                            state = CsvState::InField;
+                        }
+                    }
+                }
+                if size > self.limit && !too_long {
+                    too_long = true;
+                    self.field = Vec::new();
+                    self.record = csv::ByteRecord::new();
+                }
+            }
+            self.reader.consume(i);
+            if ended {
+                break;
+            }
+        }
+        if state == CsvState::StartRecord {
+            return Ok(None);
+        }
+        if too_long {
+            return Ok(Some(CsvRecord::TooLong { line: start_line }));
+        }
+        self.record.push_field(&self.field);
+        Ok(Some(CsvRecord::Fields {
+            line: start_line,
+            record: &self.record,
+        }))
+    }
+}
+
+/// Consumes a UTF-8 byte order mark at the start of the input, if any (as
+/// the csv crate does: it has to be in the first buffer read).
+fn skip_bom(reader: &mut impl BufRead) -> std::io::Result<()> {
+    if reader.fill_buf()?.starts_with(b"\xEF\xBB\xBF") {
+        reader.consume(3);
+    }
+    Ok(())
 }
 
 fn json_rows(
@@ -339,6 +551,7 @@ impl RowParser {
             .map(Ok)
             .unwrap_or_else(|| Line::parse("marketplace", &self.default_marketplace))?;
         let buyer_email = BuyerEmail::parse(&take("buyer_email"))?;
+        buyer_email.check_deliverable()?;
         let buyer_name = Line::parse_optional("buyer_name", &take("buyer_name"))?;
         let product_name = Line::parse("product_name", &take("product_name"))?;
         let locale = Line::parse_optional("locale", &take("locale"))?;
@@ -434,5 +647,143 @@ fn json_text(value: serde_json::Value) -> String {
         serde_json::Value::Null => String::new(),
         serde_json::Value::String(s) => s,
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Every record of `input` as (line, fields), or (line, None) if too long.
+    fn split(input: &[u8], limit: usize, buffer: usize) -> Vec<(u64, Option<Vec<Vec<u8>>>)> {
+        let mut records = CsvRecords::new(BufReader::with_capacity(buffer, input), limit);
+        let mut out = Vec::new();
+        while let Some(record) = records.next_record().unwrap() {
+            out.push(match record {
+                CsvRecord::Fields { line, record } => {
+                    (line, Some(record.iter().map(<[u8]>::to_vec).collect()))
+                }
+                CsvRecord::TooLong { line } => (line, None),
+            });
+        }
+        out
+    }
+
+    fn lines(records: &[(u64, Option<Vec<Vec<u8>>>)]) -> Vec<u64> {
+        records.iter().map(|(line, _)| *line).collect()
+    }
+
+    #[test]
+    fn crlf_and_a_bom_keep_the_line_numbers_right() {
+        for (bom, end) in [
+            ("", "\n"),
+            ("\u{feff}", "\n"),
+            ("", "\r\n"),
+            ("\u{feff}", "\r\n"),
+        ] {
+            let text = format!(
+                "{bom}a,b{end}1,x{end}2,\"two\r\nlines\"{end}{end}3,\"say \"\"hi\"\"\"{end}4,y"
+            );
+            let records = split(text.as_bytes(), MAX_CSV_ROW, 8 * 1024);
+            assert_eq!(lines(&records), [1, 2, 3, 6, 7], "{text:?}");
+            assert_eq!(
+                records[0].1.as_ref().unwrap()[0],
+                b"a",
+                "the BOM is not part of the first column name"
+            );
+            assert_eq!(records[2].1.as_ref().unwrap()[1], b"two\r\nlines");
+            assert_eq!(records[3].1.as_ref().unwrap()[1], b"say \"hi\"");
+        }
+    }
+
+    #[test]
+    fn a_row_over_the_limit_is_rejected_by_line_in_bounded_memory() {
+        let limit = 1024;
+        let mut input = b"h1,h2\nA,good\nB,".to_vec();
+        input.extend(std::iter::repeat_n(b'x', 1 << 20));
+        input.extend_from_slice(b"\nC,\"");
+        input.extend(std::iter::repeat_n(b'\n', 10_000));
+        input.extend_from_slice(b"\"\nD,good\n");
+        let mut records = CsvRecords::new(BufReader::with_capacity(4096, &input[..]), limit);
+        let mut seen = Vec::new();
+        while let Some(record) = records.next_record().unwrap() {
+            seen.push(match record {
+                CsvRecord::Fields { line, record } => (line, record.get(0).unwrap().to_vec()),
+                CsvRecord::TooLong { line } => (line, b"too long".to_vec()),
+            });
+            assert!(
+                records.field.capacity() <= limit + 4096,
+                "{} bytes kept of a row over the limit",
+                records.field.capacity()
+            );
+        }
+        let want: Vec<(u64, Vec<u8>)> = vec![
+            (1, b"h1".to_vec()),
+            (2, b"A".to_vec()),
+            (3, b"too long".to_vec()),
+            (4, b"too long".to_vec()),
+            (10_005, b"D".to_vec()),
+        ];
+        assert_eq!(seen, want);
+        assert_eq!(
+            CsvRowError::TooLong { limit }.to_string(),
+            "row longer than 1024 bytes (split the data, or look for a quoted field missing its closing quote)"
+        );
+    }
+
+    #[test]
+    fn a_row_at_the_limit_is_kept() {
+        let records = split(b"abcd,ef\nabcd,efg\n", 7, 3);
+        assert_eq!(
+            records[0],
+            (1, Some(vec![b"abcd".to_vec(), b"ef".to_vec()]))
+        );
+        assert_eq!(records[1], (2, None));
+    }
+
+    fn csv_bytes() -> impl Strategy<Value = Vec<u8>> {
+        let piece = prop_oneof![
+            4 => proptest::collection::vec(prop::sample::select(b"ab ,\"\r\n".to_vec()), 0..6),
+            1 => Just(b"\xEF\xBB\xBF".to_vec()),
+            1 => Just("é".as_bytes().to_vec()),
+            1 => proptest::collection::vec(any::<u8>(), 0..6),
+        ];
+        proptest::collection::vec(piece, 0..24).prop_map(|p| p.concat())
+    }
+
+    proptest! {
+        // Failures are shown, not written to a file next to the sources.
+        #![proptest_config(ProptestConfig {
+            cases: 512,
+            failure_persistence: None,
+            ..ProptestConfig::default()
+        })]
+
+        /// The splitter reads every input as the csv crate does (same
+        /// records, same fields), and puts each record at the line its
+        /// first byte is on.
+        #[test]
+        fn records_match_the_csv_crate(input in csv_bytes(), buffer in 3usize..40) {
+            let ours = split(&input, usize::MAX, buffer);
+            let mut reader = csv::ReaderBuilder::new()
+                .has_headers(false)
+                .flexible(true)
+                .from_reader(&input[..]);
+            let mut theirs = Vec::new();
+            let mut record = csv::ByteRecord::new();
+            while reader.read_byte_record(&mut record).unwrap() {
+                let mut start = record.position().unwrap().byte() as usize;
+                if start == 0 && input.starts_with(b"\xEF\xBB\xBF") {
+                    start = 3;
+                }
+                while matches!(input.get(start), Some(b'\r' | b'\n')) {
+                    start += 1;
+                }
+                let line = 1 + input[..start].iter().filter(|b| **b == b'\n').count() as u64;
+                theirs.push((line, Some(record.iter().map(<[u8]>::to_vec).collect())));
+            }
+            prop_assert_eq!(ours, theirs);
+        }
     }
 }

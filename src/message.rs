@@ -7,6 +7,7 @@
 //! carries the same ID and a receiving server can recognise a repeat.
 
 use chrono::{DateTime, Utc};
+use lettre::address::Envelope;
 use lettre::message::header::ContentTransferEncoding;
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::Address;
@@ -71,8 +72,20 @@ pub fn build(
                 address: order.buyer_email.as_str().to_string(),
                 reason: e.to_string(),
             })?;
+    // The envelope is given, not derived from the headers: lettre derives it
+    // by parsing its own `To:` header back, and its header parser does not
+    // read quoted local parts ("john doe"@example.com) or domain literals,
+    // which are valid addresses the import accepts.
+    let envelope =
+        Envelope::new(Some(sender.from.email.clone()), vec![to.clone()]).map_err(|e| {
+            MessageError::Recipient {
+                address: order.buyer_email.as_str().to_string(),
+                reason: e.to_string(),
+            }
+        })?;
     let message_id = message_id(&order.key, stage, sender.from.email.domain());
     let mut builder = lettre::Message::builder()
+        .envelope(envelope)
         .from(sender.from.clone())
         .to(Mailbox::new(
             order.buyer_name.as_ref().map(|n| n.as_str().to_string()),
@@ -107,4 +120,56 @@ pub fn build(
         subject: rendered.subject.clone(),
         raw: message.formatted(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::{sample_order, BuyerEmail};
+    use crate::policy::{Policy, Profile};
+
+    fn sender() -> Sender {
+        Sender {
+            from: "Shop <shop@shop.example>".parse().unwrap(),
+            reply_to: None,
+            shop_name: "Shop".into(),
+            policy: Policy::new(Profile::None),
+            disabled_stages: Default::default(),
+        }
+    }
+
+    fn rendered() -> Rendered {
+        Rendered {
+            subject: "Your order".into(),
+            text: "Hello".into(),
+            html: None,
+            locale: "en".into(),
+            folder: "templates/en".into(),
+        }
+    }
+
+    #[test]
+    fn every_address_the_import_accepts_can_be_built() {
+        for address in [
+            "plain@example.com",
+            "\"quoted\"@example.com",
+            "\"john doe\"@example.com",
+            "\"a@b\"@example.com",
+            "\"very.(),:;<>[]\\\".unusual\"@example.com",
+            "user@[127.0.0.1]",
+            "user@[IPv6:2001:db8::1]",
+            "anna@bücher.example",
+            "用户@例子.广告",
+        ] {
+            let mut order = sample_order("amazon");
+            order.buyer_email = BuyerEmail::parse(address).unwrap();
+            let built = build(&order, &sender(), "shipment", &rendered(), Utc::now())
+                .unwrap_or_else(|e| panic!("{address}: {e}"));
+            let address = order.buyer_email.as_str();
+            assert_eq!(built.to.to_string(), address);
+            let raw = String::from_utf8_lossy(&built.raw);
+            let to = raw.lines().find(|l| l.starts_with("To:")).unwrap();
+            assert!(to.ends_with(&format!("<{address}>")), "{address}: {to}");
+        }
+    }
 }

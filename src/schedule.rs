@@ -8,7 +8,7 @@
 
 use std::fmt;
 
-use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, NaiveTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -176,26 +176,43 @@ impl SendingHours {
     }
 
     /// The earliest instant at or after `t` that falls inside the sending
-    /// hours in `zone`.
+    /// hours in `zone`; `t` itself if there is none before the end of time
+    /// (see [`SendingHours::checked_next_open`]).
     pub fn next_open(&self, t: DateTime<Utc>, zone: Tz) -> DateTime<Utc> {
-        let local = t.with_timezone(&zone);
-        if self.contains(local.time()) {
-            return t;
+        self.checked_next_open(t, zone).unwrap_or(t)
+    }
+
+    /// The earliest instant at or after `t` that falls inside the sending
+    /// hours in `zone`, or `None` when that would lie beyond the range of
+    /// instants chrono can represent (the year 262142): near the edges of
+    /// time the local date, the next day or the opening may not exist.
+    pub fn checked_next_open(&self, t: DateTime<Utc>, zone: Tz) -> Option<DateTime<Utc>> {
+        // The time of day is there even where the local date is not.
+        if self.contains(t.with_timezone(&zone).time()) {
+            return Some(t);
         }
-        let mut date = local.date_naive();
+        let local = local_datetime(t, zone)?;
+        let mut date = local.date();
         if local.time() >= self.start {
-            date = date.succ_opt().unwrap_or(date);
+            date = date.succ_opt()?;
         }
         // The opening on that day, or the next (a repeated hour can put
         // the day's first opening before `t`).
         for _ in 0..3 {
             if let Some(open) = opening_not_before(date.and_time(self.start), zone, t) {
-                return open;
+                return Some(open);
             }
-            date = date.succ_opt().unwrap_or(date);
+            date = date.succ_opt()?;
         }
-        t
+        None
     }
+}
+
+/// The wall-clock time in `zone` at `t`, or `None` if that local time is
+/// outside chrono's range (`DateTime::date_naive` would panic there).
+fn local_datetime(t: DateTime<Utc>, zone: Tz) -> Option<NaiveDateTime> {
+    let utc = t.naive_utc();
+    utc.checked_add_offset(zone.offset_from_utc_datetime(&utc).fix())
 }
 
 /// The first instant a local wall-clock time maps to that is not before
@@ -220,7 +237,7 @@ fn opening_not_before(
                     .map(|t| t.with_timezone(&Utc))
                     .find(|t| *t >= not_before)
             }
-            LocalResult::None => probe += Duration::minutes(1),
+            LocalResult::None => probe = probe.checked_add_signed(Duration::minutes(1))?,
         }
     }
     None
@@ -435,15 +452,19 @@ fn decide(
         earliest = retry_at;
         reason = WaitReason::Retry;
     }
+    // No opening before the end of time is no opening before the window
+    // closes: wait for the close, then expire.
     let send_at = rules
         .sending_hours
-        .next_open(earliest, buyer_zone(order, rules));
-    if send_at >= window.closes {
-        Decision::Wait {
+        .checked_next_open(earliest, buyer_zone(order, rules))
+        .filter(|t| *t < window.closes);
+    let Some(send_at) = send_at else {
+        return Decision::Wait {
             until: Some(window.closes),
             reason: WaitReason::NoSendingTimeLeft,
-        }
-    } else if send_at > now {
+        };
+    };
+    if send_at > now {
         Decision::Wait {
             until: Some(send_at),
             reason,
@@ -475,6 +496,135 @@ impl RetryPolicy {
             .unwrap_or(self.max_delay)
             .min(self.max_delay);
         let extra = (base.num_milliseconds() as f64 * 0.2 * jitter.clamp(0.0, 1.0)) as i64;
-        base + Duration::milliseconds(extra)
+        base.checked_add(&Duration::milliseconds(extra))
+            .unwrap_or(base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::order::sample_order;
+
+    /// +262142-12-31T23:59:59Z, the last second chrono can represent.
+    fn last_second() -> DateTime<Utc> {
+        DateTime::<Utc>::MAX_UTC - Duration::nanoseconds(999_999_999)
+    }
+
+    fn hours(start: u32, end: u32) -> SendingHours {
+        SendingHours {
+            start: NaiveTime::from_hms_opt(start, 0, 0).unwrap(),
+            end: NaiveTime::from_hms_opt(end, 0, 0).unwrap(),
+        }
+    }
+
+    fn rules(zone: Tz, sending_hours: SendingHours) -> Rules {
+        Rules {
+            sending_hours,
+            default_zone: zone,
+            transit_estimate: Duration::days(3),
+        }
+    }
+
+    fn stage(opens: Duration, closes: Duration) -> StageSpec {
+        StageSpec {
+            name: "edge".into(),
+            anchor: Anchor::DeliveredAt,
+            opens_after: opens,
+            closes_after: closes,
+            after: None,
+            skip_when: Vec::new(),
+            on_unknown: OnUnknown::Hold,
+        }
+    }
+
+    fn delivered(at: DateTime<Utc>, zone: Tz) -> Order {
+        let mut order = sample_order("amazon");
+        order.time_zone = Some(zone);
+        order.shipped_at = Some(at);
+        order.delivered_at = Some(at);
+        order
+    }
+
+    #[test]
+    fn no_opening_is_found_past_the_end_of_time() {
+        let kiritimati: Tz = "Pacific/Kiritimati".parse().unwrap();
+        let end = last_second();
+        // Local time there (UTC+14) is already past the last representable
+        // date: 13:59:59 on the day after it. Inside the hours is fine, an
+        // opening later that day does not exist.
+        assert_eq!(hours(9, 17).checked_next_open(end, kiritimati), Some(end));
+        assert_eq!(hours(18, 20).checked_next_open(end, kiritimati), None);
+        assert_eq!(hours(18, 20).next_open(end, kiritimati), end);
+        // In UTC, 23:59:59 on the last day; the next opening would be the
+        // day after it.
+        assert_eq!(hours(9, 17).checked_next_open(end, chrono_tz::UTC), None);
+        let morning = end - Duration::hours(20);
+        assert_eq!(
+            hours(9, 17).checked_next_open(morning, chrono_tz::UTC),
+            Some(end - Duration::hours(15) + Duration::seconds(1))
+        );
+        // All day is open at any instant.
+        assert_eq!(hours(0, 0).checked_next_open(end, kiritimati), Some(end));
+    }
+
+    #[test]
+    fn a_window_at_the_end_of_time_waits_for_its_close_then_expires() {
+        let end = last_second();
+        for zone in [
+            "Pacific/Kiritimati",
+            "Pacific/Pago_Pago",
+            "UTC",
+            "Australia/Lord_Howe",
+        ] {
+            let zone: Tz = zone.parse().unwrap();
+            let order = delivered(end - Duration::days(2), zone);
+            let spec = stage(Duration::days(1), Duration::days(2) - Duration::seconds(1));
+            let rules = rules(zone, hours(9, 17));
+            for now in [
+                end - Duration::days(2),
+                end - Duration::days(1),
+                end - Duration::hours(2),
+                end - Duration::seconds(1),
+                end,
+            ] {
+                let eval = evaluate(&order, &spec, None, None, &rules, now);
+                let window = eval.window.expect("the window fits");
+                match eval.decision {
+                    Decision::Due => assert!(window.opens <= now && now < window.closes),
+                    Decision::Wait { until: Some(t), .. } => {
+                        assert!(t > now && t <= window.closes, "{zone} at {now}: {t}")
+                    }
+                    Decision::Expire => assert!(now >= window.closes),
+                    other => panic!("{zone} at {now}: {other:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_window_past_the_end_of_time_is_no_window() {
+        let end = last_second();
+        let order = delivered(end - Duration::days(1), chrono_tz::UTC);
+        let spec = stage(Duration::zero(), Duration::days(400));
+        let rules = rules(chrono_tz::UTC, hours(9, 17));
+        assert_eq!(window(&order, &spec, &rules), None);
+        let eval = evaluate(&order, &spec, None, None, &rules, end);
+        assert!(matches!(eval.decision, Decision::Wait { until: None, .. }));
+        // The estimated delivery (shipped + transit) past the end: the same.
+        let mut order = order;
+        order.delivered_at = None;
+        order.shipped_at = Some(end - Duration::days(1));
+        assert_eq!(window(&order, &spec, &rules), None);
+    }
+
+    #[test]
+    fn a_huge_retry_delay_does_not_overflow() {
+        let policy = RetryPolicy {
+            max_attempts: 3,
+            first_delay: Duration::MAX,
+            max_delay: Duration::MAX,
+        };
+        assert_eq!(policy.delay(5, 1.0), Duration::MAX);
     }
 }
