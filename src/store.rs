@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::TryStreamExt;
@@ -26,7 +27,7 @@ use crate::schedule::StageState;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create {path}: {source}")]
@@ -191,6 +192,22 @@ const LOG_COLUMNS: &str = "id, at, order_id, marketplace, stage, recipient, stat
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+impl From<sqlx::Error> for StoreError {
+    fn from(error: sqlx::Error) -> Self {
+        LAST_DATABASE_ERROR.store(Utc::now().timestamp(), Ordering::Relaxed);
+        Self::Database(error)
+    }
+}
+
+/// When a database statement last failed (Unix seconds; 0: never). While
+/// errors are recent, connections going back to the pool are checked for a
+/// transaction left open (see [`connection_is_clean`]); otherwise that check
+/// would cost a round trip on every release.
+static LAST_DATABASE_ERROR: AtomicI64 = AtomicI64::new(0);
+
+/// How long after a database error released connections are checked.
+const CHECK_CONNECTIONS_AFTER_ERROR_SECS: i64 = 300;
+
 /// Whether a connection going back to the pool is fit to be handed out
 /// again. After an I/O error (a full disk, say) SQLite may leave a
 /// transaction open that neither it nor sqlx's bookkeeping will close: every
@@ -202,9 +219,12 @@ async fn connection_is_clean(conn: &mut sqlx::AnyConnection, backend: Backend) -
         tracing::warn!("closing a database connection returned inside a transaction");
         return false;
     }
-    if backend != Backend::Sqlite {
+    let since_error = Utc::now().timestamp() - LAST_DATABASE_ERROR.load(Ordering::Relaxed);
+    if backend != Backend::Sqlite || since_error > CHECK_CONNECTIONS_AFTER_ERROR_SECS {
         return true;
     }
+    // A connection stuck this way makes every other writer fail with "database
+    // is locked", which keeps the error recent until it is found and closed.
     // ROLLBACK fails ("no transaction is active") on a healthy connection;
     // if it succeeds, a transaction was still open.
     match conn.execute("ROLLBACK").await {
