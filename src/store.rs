@@ -326,15 +326,65 @@ impl Store {
         stages: &[String],
         now: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError> {
-        let now = to_secs(now);
-        let mut tx = self.begin_write().await?;
+        let mut conn = self.pool.acquire().await?;
+        let previous = match self.backend {
+            Backend::Sqlite => Some(BulkPragmas::apply(&mut conn).await?),
+            Backend::Postgres => None,
+        };
+        let result = self
+            .upsert_orders_on(&mut conn, records, stages, to_secs(now))
+            .await;
+        if let Some(previous) = previous {
+            if let Err(e) = previous.restore(&mut conn).await {
+                // Not handed out again with a bulk load's settings.
+                tracing::warn!("closing a database connection after an import: {e}");
+                conn.close_on_drop();
+            }
+        }
+        result
+    }
+
+    /// [`Store::upsert_orders`] on one connection.
+    async fn upsert_orders_on(
+        &self,
+        conn: &mut sqlx::AnyConnection,
+        records: &[OrderRecord],
+        stages: &[String],
+        now: i64,
+    ) -> Result<(u64, u64), StoreError> {
+        // The write lock at once, as in `begin_write`.
+        let mut tx = match self.backend {
+            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => conn.begin().await?,
+        };
         let (mut inserted, mut updated) = (0, 0);
         for chunk in chunks_without_repeats(records, ROWS_PER_STATEMENT) {
+            if self.backend == Backend::Sqlite {
+                // Which orders exist already, counted in one row: SQLite
+                // would hand the upsert's RETURNING rows over one by one
+                // from its worker thread. The write lock is held, so the
+                // count stays true until the upsert runs.
+                let count_sql = existing_orders_sql(self.backend, chunk.len());
+                let mut query = sqlx::query_scalar::<_, i64>(&count_sql);
+                for record in chunk {
+                    query = query
+                        .bind(record.order.key.marketplace.as_str())
+                        .bind(record.order.key.order_id.as_str());
+                }
+                let existing = u64::try_from(query.fetch_one(&mut *tx).await?).unwrap_or(0);
+                updated += existing;
+                inserted += chunk.len() as u64 - existing.min(chunk.len() as u64);
+            }
+
             let order_sql = upsert_orders_sql(self.backend, chunk.len());
             let mut query = sqlx::query_scalar::<_, i64>(&order_sql).bind(now).bind(now);
             for record in chunk {
                 let o = &record.order;
-                let extra = serde_json::to_string(&o.extra).unwrap_or_else(|_| "{}".into());
+                let extra = if o.extra.is_empty() {
+                    "{}".to_string()
+                } else {
+                    serde_json::to_string(&o.extra).unwrap_or_else(|_| "{}".into())
+                };
                 query = query
                     .bind(o.key.marketplace.as_str())
                     .bind(o.key.order_id.as_str())
@@ -355,13 +405,24 @@ impl Store {
                     .bind(i64::from(record.status_given))
                     .bind(i64::from(record.complaint_given));
             }
-            for revision in query.fetch_all(&mut *tx).await? {
-                if revision == 1 {
-                    inserted += 1;
-                } else {
-                    updated += 1;
+            match self.backend {
+                // No rows come back: the count above told new from stored.
+                Backend::Sqlite => {
+                    query.fetch_all(&mut *tx).await?;
+                }
+                // PostgreSQL returns each row's revision with the statement:
+                // 1 for a new order.
+                Backend::Postgres => {
+                    for revision in query.fetch_all(&mut *tx).await? {
+                        if revision == 1 {
+                            inserted += 1;
+                        } else {
+                            updated += 1;
+                        }
+                    }
                 }
             }
+
             let stage_sql = stage_upsert_sql(self.backend, chunk.len(), stages.len());
             let mut query = sqlx::query(&stage_sql).bind(now);
             for record in chunk {
@@ -962,8 +1023,10 @@ fn placeholders(backend: Backend, first: usize, count: usize) -> String {
 /// Upserts `rows` orders. The merge rules live in the SELECT, which reads
 /// the stored row: an empty cell keeps what an earlier import said, a status
 /// or complaint flag the row did not state keeps the stored one, an opt-out
-/// is never withdrawn. `revision` tells inserted (1) from updated rows.
-/// (sqlx prepares each distinct text once per connection and reuses it.)
+/// is never withdrawn. On PostgreSQL `revision` is returned, telling
+/// inserted (1) from updated rows; SQLite's caller counts the stored orders
+/// first instead. (sqlx prepares each distinct text once per connection and
+/// reuses it.)
 fn upsert_orders_sql(backend: Backend, rows: usize) -> String {
     // Parameters in text order: the import time twice, then the rows.
     let (created, updated) = (placeholder(backend, 1), placeholder(backend, 2));
@@ -1000,11 +1063,79 @@ fn upsert_orders_sql(backend: Backend, rows: usize) -> String {
              complaint = excluded.complaint, opted_out = excluded.opted_out, \
              order_url = excluded.order_url, tracking_url = excluded.tracking_url, \
              review_url = excluded.review_url, extra = excluded.extra, \
-             revision = excluded.revision, updated_at = excluded.updated_at \
-             RETURNING revision",
-            values = values.join(", ")
+             revision = excluded.revision, updated_at = excluded.updated_at{returning}",
+            values = values.join(", "),
+            returning = match backend {
+                Backend::Sqlite => "",
+                Backend::Postgres => " RETURNING revision",
+            }
         );
     sql
+}
+
+/// Counts how many of `rows` orders (distinct keys, two parameters each)
+/// are stored already. (SQLite only: PostgreSQL may plan this join as a scan
+/// of every stored order.)
+fn existing_orders_sql(backend: Backend, rows: usize) -> String {
+    let keys: Vec<String> = (0..rows)
+        .map(|r| format!("({})", placeholders(backend, r * 2 + 1, 2)))
+        .collect();
+    format!(
+        "SELECT COUNT(*) FROM (VALUES {keys}) AS k \
+         JOIN orders o ON o.marketplace = k.column1 AND o.order_id = k.column2",
+        keys = keys.join(", ")
+    )
+}
+
+/// SQLite settings for the connection that stores an import, put back when
+/// the batch is stored. Neither touches durability (the journal mode and
+/// `synchronous` stay as they are): a bigger page cache keeps the B-tree
+/// pages an import revisits in memory instead of re-reading them, and
+/// statement journals (one per multi-row statement) stay in memory instead
+/// of going to a temporary file.
+struct BulkPragmas {
+    cache_size: i64,
+    temp_store: i64,
+}
+
+impl BulkPragmas {
+    /// Page cache for a bulk load, in KiB (SQLite's default is 2 MiB).
+    const CACHE_KIB: i64 = 32 * 1024;
+
+    /// Applies the bulk settings and returns the ones they replaced.
+    async fn apply(conn: &mut sqlx::AnyConnection) -> Result<Self, StoreError> {
+        let cache_size: i64 = sqlx::query_scalar("PRAGMA cache_size")
+            .fetch_one(&mut *conn)
+            .await?;
+        let temp_store: i64 = sqlx::query_scalar("PRAGMA temp_store")
+            .fetch_one(&mut *conn)
+            .await?;
+        let previous = Self {
+            cache_size,
+            temp_store,
+        };
+        // Negative: a size in KiB; 2: MEMORY.
+        Self::set(conn, -Self::CACHE_KIB, 2).await?;
+        Ok(previous)
+    }
+
+    /// Puts the replaced settings back.
+    async fn restore(&self, conn: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
+        Self::set(conn, self.cache_size, self.temp_store).await
+    }
+
+    async fn set(
+        conn: &mut sqlx::AnyConnection,
+        cache_size: i64,
+        temp_store: i64,
+    ) -> Result<(), StoreError> {
+        // PRAGMA takes no parameters; both values are integers.
+        conn.execute(format!("PRAGMA cache_size = {cache_size}").as_str())
+            .await?;
+        conn.execute(format!("PRAGMA temp_store = {temp_store}").as_str())
+            .await?;
+        Ok(())
+    }
 }
 
 /// Inserts every stage row of `rows` orders; for rows that exist, flags the
