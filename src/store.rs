@@ -1052,8 +1052,7 @@ fn upsert_orders_sql(backend: Backend, rows: usize) -> String {
              COALESCE(v.column15, o.review_url), \
              CASE WHEN v.column16 = '{{}}' AND o.extra IS NOT NULL THEN o.extra ELSE v.column16 END, \
              COALESCE(o.revision + 1, 1), COALESCE(o.created_at, {created}), {updated} \
-             FROM (VALUES {values}) AS v \
-             LEFT JOIN orders o ON o.marketplace = v.column1 AND o.order_id = v.column2 \
+             FROM (VALUES {values}) AS v {stored} \
              WHERE true \
              ON CONFLICT (marketplace, order_id) DO UPDATE SET \
              buyer_email = excluded.buyer_email, buyer_name = excluded.buyer_name, \
@@ -1065,6 +1064,21 @@ fn upsert_orders_sql(backend: Backend, rows: usize) -> String {
              review_url = excluded.review_url, extra = excluded.extra, \
              revision = excluded.revision, updated_at = excluded.updated_at{returning}",
             values = values.join(", "),
+            stored = match backend {
+                Backend::Sqlite => {
+                    "LEFT JOIN orders o ON o.marketplace = v.column1 AND o.order_id = v.column2"
+                }
+                // A plain join lets PostgreSQL hash-join the VALUES against a
+                // full scan of `orders` (during a bulk load its statistics
+                // still say the table is small), which makes each statement
+                // cost more the more orders are stored. The LIMIT keeps the
+                // lateral subquery from being flattened back into such a
+                // join, so every row is one primary-key lookup.
+                Backend::Postgres => {
+                    "LEFT JOIN LATERAL (SELECT * FROM orders s \
+                     WHERE s.marketplace = v.column1 AND s.order_id = v.column2 LIMIT 1) o ON true"
+                }
+            },
             returning = match backend {
                 Backend::Sqlite => "",
                 Backend::Postgres => " RETURNING revision",
