@@ -258,11 +258,14 @@ struct RawRetry {
 }
 
 impl Default for RawRetry {
+    /// About a day of retrying (1 min doubling to hourly, 30 attempts), so a
+    /// relay that is down overnight delays messages instead of failing them;
+    /// a stage's window still ends it sooner.
     fn default() -> Self {
         Self {
-            max_attempts: 8,
+            max_attempts: 30,
             first_delay: "1m".into(),
-            max_delay: "6h".into(),
+            max_delay: "1h".into(),
         }
     }
 }
@@ -957,5 +960,25 @@ impl Builder<'_> {
             columns: raw.columns,
             status,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_retries_outlast_a_relay_down_for_most_of_a_day() {
+        let text = "[sender]\nfrom = \"Shop <shop@shop.example>\"\n";
+        let config = Config::parse(Path::new("config.toml"), text, None).expect("defaults load");
+        let retry = &config.retry;
+        let waited: chrono::Duration = (1..retry.max_attempts)
+            .map(|attempt| retry.delay(attempt, 0.0))
+            .sum();
+        assert!(
+            waited >= chrono::Duration::hours(20),
+            "the last attempt comes {waited} after the first"
+        );
+        assert_eq!(retry.delay(20, 0.0), chrono::Duration::hours(1));
     }
 }
