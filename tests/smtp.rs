@@ -89,6 +89,23 @@ fn wait_for_lease_to_run_out() {
     }
 }
 
+/// A shipment stage that chose at-least-once delivery.
+const RESENDING_SHIPMENT: &str = r#"
+[[stages]]
+name = "shipment"
+anchor = "shipped_at"
+opens_after = "0s"
+closes_after = "2d"
+on_unknown = "resend"
+"#;
+
+/// Each send-log row's status and detail, newest first.
+fn status_and_detail(rows: &[Value]) -> Vec<(&str, Option<&str>)> {
+    rows.iter()
+        .map(|r| (r["status"].as_str().unwrap(), r["detail"].as_str()))
+        .collect()
+}
+
 /// Waits until the stage is in flight, then gives the client time to
 /// transmit the message (the server then stalls before replying).
 fn wait_for_sending(env: &Env, order: &str) {
@@ -463,15 +480,7 @@ on_both_backends! {
 
     fn on_unknown_resend_sends_an_in_doubt_stage_again_and_says_so() {
         let server = SmtpServer::start(&["--data-delay", "30"]);
-        let stages = r#"
-    [[stages]]
-    name = "shipment"
-    anchor = "shipped_at"
-    opens_after = "0s"
-    closes_after = "2d"
-    on_unknown = "resend"
-    "#;
-        let env = smtp_env(server.port, "", stages);
+        let env = smtp_env(server.port, "", RESENDING_SHIPMENT);
         let config = std::fs::read_to_string(env.path("config.toml"))
             .unwrap()
             .replace("command_timeout = \"2s\"", "command_timeout = \"60s\"")
@@ -506,10 +515,7 @@ on_both_backends! {
             "<followupd.shipment.shop.U1@test.example>"
         );
         let rows = logs(&env, &["--order", "U1"]);
-        let summary: Vec<(&str, Option<&str>)> = rows
-            .iter()
-            .map(|r| (r["status"].as_str().unwrap(), r["detail"].as_str()))
-            .collect();
+        let summary = status_and_detail(&rows);
         assert_eq!(summary.len(), 2, "{summary:?}");
         assert_eq!(summary[0].0, "sent");
         assert_eq!(
@@ -523,15 +529,7 @@ on_both_backends! {
         // The connection drops unanswered after the first message's final
         // dot: the server has it, the client cannot know.
         let server = SmtpServer::start(&["--drop-after-data", "1"]);
-        let stages = r#"
-    [[stages]]
-    name = "shipment"
-    anchor = "shipped_at"
-    opens_after = "0s"
-    closes_after = "2d"
-    on_unknown = "resend"
-    "#;
-        let env = smtp_env(server.port, "", stages);
+        let env = smtp_env(server.port, "", RESENDING_SHIPMENT);
         import_one(&env, "L1", "Lou", "Mug");
         env.ok(&["tick", "--now", DUE]);
         let stage = env.stage_state(DUE, "L1", "shipment");
@@ -554,10 +552,7 @@ on_both_backends! {
             [(Value::from("drop"), id.clone()), (Value::from("data"), id)]
         );
         let rows = logs(&env, &["--order", "L1"]);
-        let summary: Vec<(&str, Option<&str>)> = rows
-            .iter()
-            .map(|r| (r["status"].as_str().unwrap(), r["detail"].as_str()))
-            .collect();
+        let summary = status_and_detail(&rows);
         assert_eq!(summary.len(), 2, "{summary:?}");
         assert_eq!(
             summary[0],
