@@ -2222,6 +2222,13 @@ fn s6_imports_while_the_daemon_sends_lose_no_write_and_never_see_a_locked_databa
 // 7. Bad files
 // ---------------------------------------------------------------------------
 
+/// Runs `followupd import FILE` and reads the rejected rows it reported.
+fn import_file(env: &Env, file: &Path, limit: Duration) -> (Out, BTreeMap<u64, String>) {
+    let out = followupd(env, &["import", file.to_str().unwrap()], limit);
+    let found = rejections(&out.stderr, file);
+    (out, found)
+}
+
 /// The `FILE:LINE: reason` lines of an import's stderr, by line; a line
 /// reported twice fails the test.
 fn rejections(stderr: &str, file: &Path) -> BTreeMap<u64, String> {
@@ -2394,18 +2401,13 @@ fn malformed_mix(format: &str, good: usize, bad: usize) -> Value {
     let file = env.path(&format!("orders.{}", if csv { "csv" } else { "jsonl" }));
     std::fs::write(&file, &bytes).unwrap();
     let started = Instant::now();
-    let out = followupd(
-        &env,
-        &["import", file.to_str().unwrap()],
-        Duration::from_secs(300),
-    );
+    let (out, found) = import_file(&env, &file, Duration::from_secs(300));
     let took = started.elapsed();
     assert_eq!(out.status.code(), Some(1), "{}", out.describe());
     assert_eq!(
         out.stdout.trim(),
         format!("imported {good}, updated 0, rejected {bad}")
     );
-    let found = rejections(&out.stderr, &file);
     let missing: Vec<(&u64, &&str)> = expected
         .iter()
         .filter(|(l, _)| !found.contains_key(l))
@@ -2482,14 +2484,9 @@ fn s7_a_100_mb_jsonl_line_is_rejected_by_line_in_bounded_memory() {
         // Line 5, without a final line break.
         w.write_all(good("J5").trim_end().as_bytes()).unwrap();
     }
-    let out = followupd(
-        &env,
-        &["import", file.to_str().unwrap()],
-        Duration::from_secs(120),
-    );
+    let (out, found) = import_file(&env, &file, Duration::from_secs(120));
     assert_eq!(out.status.code(), Some(1), "{}", out.describe());
     assert_eq!(out.stdout.trim(), "imported 3, updated 0, rejected 2");
-    let found = rejections(&out.stderr, &file);
     assert_eq!(
         found.keys().copied().collect::<Vec<_>>(),
         [2, 4],
@@ -2525,12 +2522,7 @@ fn s7_a_huge_csv_row_is_rejected_by_line_in_bounded_memory() {
         w.write_all(b",2026-12-01\nC3,c3@buyer.example,Mug,2026-12-01\n")
             .unwrap();
     }
-    let out = followupd(
-        &env,
-        &["import", file.to_str().unwrap()],
-        Duration::from_secs(300),
-    );
-    let found = rejections(&out.stderr, &file);
+    let (out, found) = import_file(&env, &file, Duration::from_secs(300));
     report(
         "7 huge CSV row",
         started,
@@ -2576,14 +2568,9 @@ fn s7_a_bom_and_crlf_line_ends_keep_the_reported_lines_right() {
             header = CSV_HEADER.trim_end()
         );
         let file = env.write(&format!("{name}.csv"), &text);
-        let out = followupd(
-            &env,
-            &["import", file.to_str().unwrap()],
-            Duration::from_secs(60),
-        );
+        let (out, found) = import_file(&env, &file, Duration::from_secs(60));
         assert_eq!(out.status.code(), Some(1), "{name}: {}", out.describe());
         let imported = out.stdout.trim().to_string();
-        let found = rejections(&out.stderr, &file);
         found_by_variant.insert(
             name,
             (imported, found.keys().copied().collect::<Vec<_>>(), found),
@@ -2622,18 +2609,13 @@ fn s7_non_utf8_and_truncated_files_are_reported_by_line() {
     bytes.extend_from_slice(b"L3,l3@buyer.example,Rene,Cafe,,2026-12-01,,,,,\n");
     bytes.extend_from_slice(b"L4,l4@buyer.example,Zo\xeb,Mug,,2026-12-01,,,,,\n");
     std::fs::write(&file, &bytes).unwrap();
-    let out = followupd(
-        &env,
-        &["import", file.to_str().unwrap()],
-        Duration::from_secs(60),
-    );
+    let (out, found) = import_file(&env, &file, Duration::from_secs(60));
     assert_eq!(
         out.stdout.trim(),
         "imported 1, updated 0, rejected 2",
         "{}",
         out.describe()
     );
-    let found = rejections(&out.stderr, &file);
     assert_eq!(
         found.keys().copied().collect::<Vec<_>>(),
         [2, 4],
@@ -2669,18 +2651,13 @@ fn s7_non_utf8_and_truncated_files_are_reported_by_line() {
          {\"order_id\":\"T3\",\"buyer_email\":\"t3@buyer.ex",
     )
     .unwrap();
-    let out = followupd(
-        &env,
-        &["import", file.to_str().unwrap()],
-        Duration::from_secs(60),
-    );
+    let (out, found) = import_file(&env, &file, Duration::from_secs(60));
     assert_eq!(
         out.stdout.trim(),
         "imported 2, updated 0, rejected 1",
         "{}",
         out.describe()
     );
-    let found = rejections(&out.stderr, &file);
     assert_eq!(found.keys().copied().collect::<Vec<_>>(), [3], "{found:?}");
     assert!(found[&3].contains("invalid JSON"), "{found:?}");
 
@@ -2693,13 +2670,8 @@ fn s7_non_utf8_and_truncated_files_are_reported_by_line() {
         ),
     )
     .unwrap();
-    let out = followupd(
-        &env,
-        &["import", file.to_str().unwrap()],
-        Duration::from_secs(60),
-    );
+    let (out, found) = import_file(&env, &file, Duration::from_secs(60));
     assert_eq!(out.status.code(), Some(1), "{}", out.describe());
-    let found = rejections(&out.stderr, &file);
     assert_eq!(
         found.keys().copied().collect::<Vec<_>>(),
         [3],
@@ -2735,18 +2707,13 @@ fn s7_line_breaks_nul_and_100_kb_fields_are_refused_or_sent_intact() {
     ];
     let text: String = rows.iter().map(|r| format!("{r}\n")).collect();
     let file = env.write("fields.jsonl", &text);
-    let out = followupd(
-        &env,
-        &["import", file.to_str().unwrap()],
-        Duration::from_secs(60),
-    );
+    let (out, found) = import_file(&env, &file, Duration::from_secs(60));
     assert_eq!(
         out.stdout.trim(),
         "imported 4, updated 0, rejected 4",
         "{}",
         out.describe()
     );
-    let found = rejections(&out.stderr, &file);
     assert_eq!(
         found.keys().copied().collect::<Vec<_>>(),
         [5, 6, 7, 8],
@@ -3205,12 +3172,7 @@ fn s8_hostile_order_data_stays_data_escaped_and_out_of_the_headers() {
         })
         .collect();
     let file = env.write("hostile.jsonl", &text);
-    let out = followupd(
-        &env,
-        &["import", file.to_str().unwrap()],
-        Duration::from_secs(60),
-    );
-    let found = rejections(&out.stderr, &file);
+    let (out, found) = import_file(&env, &file, Duration::from_secs(60));
     assert_eq!(
         found.keys().copied().collect::<Vec<_>>(),
         [7],
