@@ -15,7 +15,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::smtp::SmtpServer;
-use common::{header, Env, CSV_HEADER};
+use common::{eventually, header, Env, CSV_HEADER};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_followupd");
@@ -346,20 +346,6 @@ fn strip_ansi(text: &str) -> String {
         }
     }
     out
-}
-
-/// Polls `cond` every 20 ms for up to `timeout`.
-fn eventually(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use common::smtp::SmtpServer;
-use common::{Env, CSV_HEADER};
+use common::{eventually, free_port, Env, CSV_HEADER};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_followupd");
@@ -129,20 +129,6 @@ fn minutes(m: i64) -> chrono::Duration {
     chrono::Duration::minutes(m)
 }
 
-/// Polls `cond` every 50 ms until it holds or `limit` passes.
-fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if cond() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 // ---------------------------------------------------------------------------
 // The real SMTP server (aiosmtpd)
 // ---------------------------------------------------------------------------
@@ -175,15 +161,6 @@ impl LineCounter {
         }
         self.count
     }
-}
-
-/// A free TCP port on loopback (for "server down, then up").
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The Message-ID as stored by followupd: without angle brackets.
@@ -380,7 +357,7 @@ impl Daemon {
     /// Waits until the service says it is running (after READY=1: signal
     /// handlers installed, in-doubt sends settled, --import done).
     fn wait_ready(&mut self) {
-        let ready = wait_until(Duration::from_secs(30), || {
+        let ready = eventually(Duration::from_secs(30), || {
             !self.alive() || self.log().contains("followupd is running")
         });
         assert!(
@@ -427,7 +404,7 @@ impl Daemon {
                 .args(["-TERM", &self.child.id().to_string()])
                 .status();
         }
-        let ok = wait_until(limit, || !self.alive());
+        let ok = eventually(limit, || !self.alive());
         assert!(
             ok && self.exit.is_some_and(|s| s.success()),
             "followupd run did not stop cleanly within {limit:?} ({:?}); log:\n{}",
@@ -1209,7 +1186,7 @@ fn sigkill_during_run(orders: usize, rounds: usize) {
         let mut daemon = Daemon::start(&env, &format!("r{round}final"), &args);
         daemon.wait_ready();
         let db = Db::open(&env);
-        let settled = wait_until(settle_limit, || db.open_stages() == 0);
+        let settled = eventually(settle_limit, || db.open_stages() == 0);
         drop(db);
         assert!(
             settled,
@@ -1830,7 +1807,7 @@ fn s5_sqlite_disk_full_while_running_recovers_when_space_returns() {
     let mut received = LineCounter::new(server.dir.join("received.jsonl"));
     let mut daemon = Daemon::start(&env, "before", &[]);
     assert!(
-        wait_until(Duration::from_secs(60), || received.count() >= n / 6),
+        eventually(Duration::from_secs(60), || received.count() >= n / 6),
         "sending never got going; log:\n{}",
         daemon.log_tail()
     );
@@ -1842,7 +1819,7 @@ fn s5_sqlite_disk_full_while_running_recovers_when_space_returns() {
         let log = log.to_lowercase();
         log.contains("full") || log.contains("no space")
     };
-    let noticed = wait_until(Duration::from_secs(20), || {
+    let noticed = eventually(Duration::from_secs(20), || {
         !daemon.alive() || full_message(&daemon.log())
     });
     // And a little longer, to see how it copes.
@@ -1866,7 +1843,7 @@ fn s5_sqlite_disk_full_while_running_recovers_when_space_returns() {
     }
     // Everything due goes out once space is back.
     let db = Db::open(&env);
-    let settled = wait_until(Duration::from_secs(size(20, 120) as u64), || {
+    let settled = eventually(Duration::from_secs(size(20, 120) as u64), || {
         db.open_shipments() == 0 || received.count() >= n
     });
     let recovered_in = freed.elapsed();
@@ -1994,7 +1971,7 @@ fn s5_sqlite_read_only_disk_is_refused_clearly_and_nothing_is_lost() {
         // systemd would restart it: each start must fail cleanly.
         let mut daemon = Daemon::start(&env, &format!("ro{attempt}"), &[]);
         assert!(
-            wait_until(Duration::from_secs(15), || !daemon.alive()),
+            eventually(Duration::from_secs(15), || !daemon.alive()),
             "followupd run kept running on a read-only database; log:\n{}",
             daemon.log_tail()
         );
@@ -2015,7 +1992,7 @@ fn s5_sqlite_read_only_disk_is_refused_clearly_and_nothing_is_lost() {
     let mut daemon = Daemon::start(&env, "rw", &[]);
     daemon.wait_ready();
     let db = Db::open(&env);
-    let settled = wait_until(Duration::from_secs(60), || db.open_shipments() == 0);
+    let settled = eventually(Duration::from_secs(60), || db.open_shipments() == 0);
     drop(db);
     assert!(
         settled,
@@ -2065,7 +2042,7 @@ fn s6_imports_while_the_daemon_sends_lose_no_write_and_never_see_a_locked_databa
     daemon.wait_ready();
     let mut received = LineCounter::new(server.dir.join("received.jsonl"));
     assert!(
-        wait_until(Duration::from_secs(30), || received.count() > 0),
+        eventually(Duration::from_secs(30), || received.count() > 0),
         "sending never started; log:\n{}",
         daemon.log_tail()
     );
@@ -2137,7 +2114,7 @@ fn s6_imports_while_the_daemon_sends_lose_no_write_and_never_see_a_locked_databa
     }
 
     let db = Db::open(&env);
-    let settled = wait_until(Duration::from_secs(120 + due as u64 / 10), || {
+    let settled = eventually(Duration::from_secs(120 + due as u64 / 10), || {
         db.scalar(
             "SELECT COUNT(*) FROM stages WHERE stage = 'shipment' AND state IN ('scheduled', \
              'retrying', 'sending') AND order_id NOT LIKE 'C%' AND order_id NOT LIKE 'D%'",
@@ -2920,7 +2897,7 @@ fn s7_an_out_of_range_relative_time_is_a_rejection_not_a_crash() {
     )
     .unwrap();
     let mut daemon = Daemon::start(&env, "inbox", &[]);
-    let filed = wait_until(Duration::from_secs(10), || {
+    let filed = eventually(Duration::from_secs(10), || {
         env.path("inbox/rejected/relative.csv.errors").exists() || !daemon.alive()
     });
     std::thread::sleep(Duration::from_millis(500));

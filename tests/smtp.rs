@@ -6,17 +6,8 @@ mod common;
 use std::process::{Child, Command, Stdio};
 
 use common::smtp::SmtpServer;
-use common::{header, Env, CSV_HEADER};
+use common::{free_port, header, Env, CSV_HEADER};
 use serde_json::Value;
-
-/// A free TCP port on loopback (for "server down, then up").
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn smtp_env(port: u16, transport_extra: &str, config_extra: &str) -> Env {
     Env::new(&format!(

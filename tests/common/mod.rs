@@ -308,3 +308,27 @@ pub fn header(raw: &str, name: &str) -> Option<String> {
 }
 
 pub const CSV_HEADER: &str = "order_id,buyer_email,buyer_name,product_name,time_zone,shipped_at,delivered_at,status,complaint,opted_out,review_url\n";
+
+/// Polls `cond` every 20 ms until it holds or `timeout` passes; whether it
+/// held.
+pub fn eventually(timeout: std::time::Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+/// A free TCP port on loopback (for "server down, then up").
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
