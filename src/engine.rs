@@ -455,7 +455,6 @@ impl Engine {
             .templates
             .lint(stage, &rendered, &self.config.forbidden, &fields)?;
         let outgoing = message::build(order, sender, stage, &rendered, now)?;
-        let html_text = rendered.html.as_deref().map(crate::lint::visible_text);
         let order_links: Vec<&str> = [&order.order_url, &order.tracking_url, &order.review_url]
             .into_iter()
             .flatten()
@@ -467,7 +466,7 @@ impl Engine {
                 subject: &rendered.subject,
                 text: &rendered.text,
                 html: rendered.html.as_deref(),
-                html_text: html_text.as_deref(),
+                html_text: rendered.html_text.as_deref(),
                 raw: &outgoing.raw,
                 order_id: order.key.order_id.as_str(),
                 order_links: &order_links,

@@ -143,6 +143,7 @@ mod tests {
             subject: "Your order".into(),
             text: "Hello".into(),
             html: None,
+            html_text: None,
             locale: "en".into(),
             folder: "templates/en".into(),
         }

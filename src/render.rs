@@ -77,6 +77,9 @@ pub struct Rendered {
     pub subject: String,
     pub text: String,
     pub html: Option<String>,
+    /// What a reader sees of `html` (tags dropped, references decoded),
+    /// worked out once for the lint and the policy checks.
+    pub html_text: Option<String>,
     /// The locale whose templates were used.
     pub locale: String,
     /// The folder they came from.
@@ -277,10 +280,12 @@ impl Templates {
                 file: templates.subject.display.clone(),
             });
         }
+        let html = templates.html.as_ref().map(render).transpose()?;
         Ok(Rendered {
             subject,
             text: render(&templates.text)?,
-            html: templates.html.as_ref().map(render).transpose()?,
+            html_text: html.as_deref().map(lint::visible_text),
+            html,
             locale: used,
             folder: templates.folder(),
         })
@@ -297,15 +302,15 @@ impl Templates {
     ) -> Result<Vec<Finding>, RenderError> {
         let (templates, _) = self.select(stage, Some(&rendered.locale))?;
         let mut parts = vec![
-            (Part::Subject, rendered.subject.clone(), &templates.subject),
-            (Part::Text, rendered.text.clone(), &templates.text),
+            (Part::Subject, rendered.subject.as_str(), &templates.subject),
+            (Part::Text, rendered.text.as_str(), &templates.text),
         ];
-        if let (Some(html), Some(file)) = (&rendered.html, &templates.html) {
-            parts.push((Part::Html, lint::visible_text(html), file));
+        if let (Some(html_text), Some(file)) = (&rendered.html_text, &templates.html) {
+            parts.push((Part::Html, html_text.as_str(), file));
         }
         let mut findings = Vec::new();
         for (part, text, file) in parts {
-            for hit in forbidden.scan_locale(&text, Some(&rendered.locale)) {
+            for hit in forbidden.scan_locale(text, Some(&rendered.locale)) {
                 let origin = lint::attribute(forbidden, &hit, &file.own_hits, fields);
                 findings.push(Finding { part, hit, origin });
             }
