@@ -21,7 +21,7 @@ use crate::message::{self, Outgoing};
 use crate::order::{Order, OrderKey};
 use crate::render::{self, Rendered, Templates};
 use crate::schedule::{self, Decision, StageSpec, StageState, Window};
-use crate::store::{Claim, NewLogEntry, StageRow, StageUpdate, Store, StoreError};
+use crate::store::{Claim, NewLogEntry, NewMessage, StageRow, StageUpdate, Store, StoreError};
 use crate::transport::{SendError, Transport};
 
 /// Rows written per import transaction: large enough to amortise the commit
@@ -35,6 +35,12 @@ const IN_DOUBT_RESEND: &str = "re-send of an in-doubt attempt (on_unknown = rese
 
 /// Orders looked at per scheduling query.
 const CHECK_BATCH: i64 = 500;
+
+/// Orders worked on at once, per message the transport may have in flight.
+/// Most orders in a pass only need their next check written, which costs no
+/// SMTP session; enough of them in flight keep the sessions busy and give
+/// the group commit (`store::writer`) full batches.
+const ORDERS_PER_SEND_SLOT: usize = 16;
 
 /// An error that stops a whole command (as opposed to one order).
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +206,9 @@ pub struct Engine {
     pub transport: Transport,
     /// This process's name on the claims it takes.
     pub owner: String,
+    /// One permit per message the transport may have in flight; see
+    /// [`Engine::deliver`].
+    send_slots: tokio::sync::Semaphore,
     lease_keeper: tokio::task::JoinHandle<()>,
 }
 
@@ -248,6 +257,7 @@ impl Engine {
             config: Arc::new(config),
             templates: Arc::new(templates),
             store,
+            send_slots: tokio::sync::Semaphore::new(transport.concurrency()),
             transport,
             owner,
             lease_keeper,
@@ -294,9 +304,10 @@ impl Engine {
         self.run_due(now, &TickControl::default()).await
     }
 
-    /// Works through every order due at `now`. Stops taking new orders as
-    /// soon as `control` says so (orders already started finish), and calls
-    /// its heartbeat after each order so a watchdog sees progress.
+    /// Works through every order due at `now`. Stops taking new orders and
+    /// starting new sends as soon as `control` says so (sends under way
+    /// finish), and calls its heartbeat after each order so a watchdog sees
+    /// progress.
     pub async fn run_due(
         &self,
         now: DateTime<Utc>,
@@ -305,25 +316,25 @@ impl Engine {
         let mut summary = TickSummary::default();
         let mut seen: HashSet<OrderKey> = HashSet::new();
         loop {
-            let keys = self.store.orders_to_check(now, CHECK_BATCH).await?;
-            let fresh: Vec<OrderKey> = keys
+            let batch = self.store.due_orders(now, CHECK_BATCH).await?;
+            let fresh: Vec<(Order, Vec<StageRow>)> = batch
                 .into_iter()
-                .filter(|k| seen.insert(k.clone()))
+                .filter(|(order, _)| seen.insert(order.key.clone()))
                 .collect();
             if fresh.is_empty() || control.stopping() {
                 break;
             }
-            // Orders are independent, so up to the transport's capacity of
-            // them are worked on at once.
+            // Orders are independent, so many are worked on at once; the
+            // send slots bound how many messages are in flight.
             let results: Vec<(OrderKey, Result<TickSummary, EngineError>)> =
                 futures_util::stream::iter(fresh)
                     .take_while(|_| std::future::ready(!control.stopping()))
-                    .map(|key| async move {
-                        let result = self.process_order(&key, now).await;
+                    .map(|(order, rows)| async move {
+                        let result = self.process_order(&order, &rows, now, control).await;
                         control.beat();
-                        (key, result)
+                        (order.key, result)
                     })
-                    .buffer_unordered(self.transport.concurrency())
+                    .buffer_unordered(self.transport.concurrency() * ORDERS_PER_SEND_SLOT)
                     .collect()
                     .await;
             for (key, result) in results {
@@ -340,18 +351,23 @@ impl Engine {
         Ok(summary)
     }
 
-    /// Evaluates and acts on every open stage of one order.
+    /// Evaluates and acts on every open stage of one order, as read with
+    /// `rows`. Sends happen in stage order; the other changes (next checks,
+    /// skips, expiries) are written together at the end. Once `control`
+    /// says stop, no new send starts.
     pub async fn process_order(
         &self,
-        key: &OrderKey,
+        order: &Order,
+        rows: &[StageRow],
         now: DateTime<Utc>,
+        control: &TickControl,
     ) -> Result<TickSummary, EngineError> {
+        let key = &order.key;
         let mut summary = TickSummary::default();
-        let Some((order, rows)) = self.store.load_order(key).await? else {
-            return Ok(summary);
-        };
         let mut states: HashMap<String, StageState> =
             rows.iter().map(|r| (r.stage.clone(), r.state)).collect();
+        let mut changed: Vec<&StageRow> = Vec::new();
+        let mut updates: Vec<StageUpdate> = Vec::new();
         for spec in &self.config.stages {
             let Some(row) = rows.iter().find(|r| r.stage == spec.name) else {
                 continue;
@@ -361,13 +377,13 @@ impl Engine {
             }
             let evaluation = evaluate_stage(
                 &self.config,
-                &order,
+                order,
                 spec,
                 row,
                 |a| states.get(a).copied(),
                 now,
             );
-            let state = match evaluation.decision {
+            let (state, reason, next_check_at) = match evaluation.decision {
                 Decision::Due => {
                     let after_doubt = row.attempts > 0
                         && self
@@ -377,65 +393,52 @@ impl Engine {
                             .as_deref()
                             == Some(StageState::Unknown.as_str());
                     let note = after_doubt.then_some(IN_DOUBT_RESEND);
-                    self.deliver(&order, spec, row, now, note).await?
+                    let state = self.deliver(order, spec, row, now, note, control).await?;
+                    if state != row.state {
+                        tracing::info!(order = %key, stage = %spec.name, outcome = %state, "stage updated");
+                    }
+                    summary.count(state);
+                    states.insert(spec.name.clone(), state);
+                    continue;
                 }
-                Decision::Wait { until, reason } => {
-                    self.set_state(&order.key, row, row.state, until, reason.to_string(), now)
-                        .await?
-                }
-                Decision::Skip(reason) => {
-                    self.set_state(
-                        &order.key,
-                        row,
-                        StageState::Skipped,
-                        None,
-                        reason.to_string(),
-                        now,
-                    )
-                    .await?
-                }
+                Decision::Wait { until, reason } => (row.state, reason.to_string(), until),
+                Decision::Skip(reason) => (StageState::Skipped, reason.to_string(), None),
                 Decision::Expire => {
                     let closed = evaluation
                         .window
                         .map(|w| format!("window closed at {}", w.closes.to_rfc3339()))
                         .unwrap_or_else(|| "window closed".into());
-                    self.set_state(&order.key, row, StageState::Expired, None, closed, now)
-                        .await?
+                    (StageState::Expired, closed, None)
                 }
             };
+            states.insert(spec.name.clone(), state);
+            changed.push(row);
+            updates.push(StageUpdate {
+                stage: row.stage.clone(),
+                expected: row.state,
+                state,
+                next_check_at,
+                retry_at: row.retry_at,
+                attempts: row.attempts,
+                reason: Some(reason),
+                message_id: None,
+            });
+        }
+        if updates.is_empty() {
+            return Ok(summary);
+        }
+        let wanted: Vec<StageState> = updates.iter().map(|u| u.state).collect();
+        let applied = self.store.update_stages(key, updates, now).await?;
+        for ((row, wanted), applied) in changed.into_iter().zip(wanted).zip(applied) {
+            // An update that did not apply lost to another instance, which
+            // reports what it did.
+            let state = if applied { wanted } else { row.state };
             if state != row.state {
-                tracing::info!(order = %order.key, stage = %spec.name, outcome = %state, "stage updated");
+                tracing::info!(order = %key, stage = %row.stage, outcome = %state, "stage updated");
             }
             summary.count(state);
-            states.insert(spec.name.clone(), state);
         }
         Ok(summary)
-    }
-
-    async fn set_state(
-        &self,
-        key: &OrderKey,
-        row: &StageRow,
-        state: StageState,
-        next_check_at: Option<DateTime<Utc>>,
-        reason: String,
-        now: DateTime<Utc>,
-    ) -> Result<StageState, EngineError> {
-        let update = StageUpdate {
-            stage: &row.stage,
-            expected: row.state,
-            state,
-            next_check_at,
-            retry_at: row.retry_at,
-            attempts: row.attempts,
-            reason: Some(reason),
-            message_id: None,
-        };
-        Ok(if self.store.update_stage(key, &update, now).await? {
-            state
-        } else {
-            row.state
-        })
     }
 
     /// Renders, lints and builds one stage's message.
@@ -483,9 +486,15 @@ impl Engine {
     /// Composes, lints, claims and sends one stage, recording every step.
     /// `note` goes into the send log (a manual or in-doubt re-send says so).
     ///
-    /// Two transactions per message: the claim together with the stored
-    /// message (so even a send that ends in doubt leaves its exact bytes
-    /// behind), then the send-log row together with the outcome.
+    /// Two writes per message: the claim together with the stored message
+    /// (so even a send that ends in doubt leaves its exact bytes behind),
+    /// then the send-log row together with the outcome. Each commits (in a
+    /// transaction shared with other sends) before the next step starts.
+    ///
+    /// A send slot is held from before the claim until the transport is done,
+    /// so no more stages are ever `sending` than the transport has messages
+    /// in flight: a crash leaves in doubt only messages that were on their
+    /// way, never ones still waiting for a connection.
     async fn deliver(
         &self,
         order: &Order,
@@ -493,6 +502,7 @@ impl Engine {
         row: &StageRow,
         now: DateTime<Utc>,
         note: Option<&str>,
+        control: &TickControl,
     ) -> Result<StageState, EngineError> {
         let key = &order.key;
         let attempt = row.attempts + 1;
@@ -511,19 +521,29 @@ impl Engine {
         let lease_until = Utc::now()
             + chrono::Duration::from_std(self.config.lease).unwrap_or(chrono::Duration::MAX);
         let claim = Claim {
-            stage: &spec.name,
+            stage: spec.name.clone(),
             expected: row.state,
-            owner: &self.owner,
+            owner: self.owner.clone(),
             lease_until,
             attempts: attempt,
-            reason: note.unwrap_or("handed to the transport"),
-            message_id: &message_id,
+            reason: note.unwrap_or("handed to the transport").to_string(),
+            message_id: message_id.clone(),
         };
-        let outgoing = composed.as_ref().ok().map(|p| &p.outgoing);
-        let Some((token, message_ref)) = self
-            .store
-            .claim_and_store(key, &claim, outgoing, now)
-            .await?
+        let message = composed
+            .as_ref()
+            .ok()
+            .map(|p| NewMessage::from(&p.outgoing));
+        let slot = self
+            .send_slots
+            .acquire()
+            .await
+            .map_err(|_| EngineError::Store(StoreError::Closed))?;
+        if control.stopping() {
+            // Asked to stop while waiting for a slot: this send never started.
+            return Ok(row.state);
+        }
+        let Some((token, message_ref)) =
+            self.store.claim_and_store(key, claim, message, now).await?
         else {
             return Ok(row.state);
         };
@@ -548,6 +568,7 @@ impl Engine {
             }
             Ok(preview) => self.send(&preview.outgoing, attempt, now).await,
         };
+        drop(slot);
         // The log row keeps what happened; a stage that chose at-least-once
         // delivery is tried once more after an in-doubt attempt.
         let logged_state = outcome.state;
@@ -571,24 +592,23 @@ impl Engine {
         } else {
             outcome
         };
-        let to = order.buyer_email.as_str();
         let entry = NewLogEntry {
             at: now,
-            key,
-            stage: &spec.name,
-            to,
-            message_id: Some(&message_id),
+            key: key.clone(),
+            stage: spec.name.clone(),
+            to: order.buyer_email.as_str().to_string(),
+            message_id: Some(message_id),
             attempt,
-            status: logged_state.as_str(),
+            status: logged_state,
             smtp_code: outcome.code,
-            smtp_text: outcome.reply.as_deref(),
-            detail: outcome.detail.as_deref().or(note),
+            smtp_text: outcome.reply.clone(),
+            detail: outcome.detail.clone().or(note.map(str::to_string)),
             duration_ms: outcome.duration_ms,
-            subject: composed.as_ref().ok().map(|p| p.outgoing.subject.as_str()),
+            subject: composed.ok().map(|p| p.outgoing.subject),
             message_ref,
         };
         let finished = StageUpdate {
-            stage: &spec.name,
+            stage: spec.name.clone(),
             expected: StageState::Sending,
             state: outcome.state,
             next_check_at: outcome.retry_at,
@@ -599,7 +619,7 @@ impl Engine {
         };
         let recorded = self
             .store
-            .finish_with_log(key, &self.owner, token, &finished, &entry, true, now)
+            .finish_with_log(key, &self.owner, token, finished, entry, true, now)
             .await?;
         if !recorded {
             // Our lease ran out (the process was paused or cut off) and
@@ -690,7 +710,7 @@ impl Engine {
                 )
             };
             let update = StageUpdate {
-                stage: &row.stage,
+                stage: row.stage.clone(),
                 expected: StageState::Sending,
                 state,
                 next_check_at: retry_at,
@@ -702,15 +722,15 @@ impl Engine {
             let owner = row.claim_owner.clone().unwrap_or_default();
             let entry = NewLogEntry {
                 at: now,
-                key: &key,
-                stage: &row.stage,
-                to: &to,
-                message_id: row.message_id.as_deref(),
+                key: key.clone(),
+                stage: row.stage.clone(),
+                to,
+                message_id: row.message_id.clone(),
                 attempt: row.attempts,
-                status: StageState::Unknown.as_str(),
+                status: StageState::Unknown,
                 smtp_code: None,
                 smtp_text: None,
-                detail: Some(reason),
+                detail: Some(reason.to_string()),
                 duration_ms: None,
                 subject: None,
                 message_ref: None,
@@ -719,7 +739,7 @@ impl Engine {
             // between cannot leave an attempt without its row.
             if self
                 .store
-                .finish_with_log(&key, &owner, row.claim_token, &update, &entry, false, now)
+                .finish_with_log(&key, &owner, row.claim_token, update, entry, false, now)
                 .await?
             {
                 tracing::warn!(order = %key, stage = %row.stage, outcome = %state, "in-doubt send settled");
@@ -752,7 +772,15 @@ impl Engine {
             return Err(EngineError::InFlight(format!("{}/{stage}", order.key)));
         }
         let note = format!("manual resend (was {})", row.state);
-        self.deliver(&order, spec, &row, now, Some(&note)).await
+        self.deliver(
+            &order,
+            spec,
+            &row,
+            now,
+            Some(&note),
+            &TickControl::default(),
+        )
+        .await
     }
 
     /// What every stage of every order would do at `now`, in key order,

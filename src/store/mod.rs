@@ -23,6 +23,10 @@ use crate::order::{
 };
 use crate::schedule::StageState;
 
+mod writer;
+
+use writer::{ClaimWrite, Done, FinishWrite, UpdateWrite, Write, Writer};
+
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,6 +41,8 @@ pub enum StoreError {
     },
     #[error("stored order {key} is invalid: {message}")]
     Corrupt { key: String, message: String },
+    #[error("the database is closed")]
+    Closed,
 }
 
 /// Which database is behind the store.
@@ -79,8 +85,8 @@ pub struct StageRow {
 /// A change to a stage row, applied only if the row is still in
 /// `expected` state.
 #[derive(Debug, Clone)]
-pub struct StageUpdate<'a> {
-    pub stage: &'a str,
+pub struct StageUpdate {
+    pub stage: String,
     pub expected: StageState,
     pub state: StageState,
     pub next_check_at: Option<DateTime<Utc>>,
@@ -92,14 +98,35 @@ pub struct StageUpdate<'a> {
 
 /// A claim on a stage about to be sent.
 #[derive(Debug, Clone)]
-pub struct Claim<'a> {
-    pub stage: &'a str,
+pub struct Claim {
+    pub stage: String,
     pub expected: StageState,
-    pub owner: &'a str,
+    pub owner: String,
     pub lease_until: DateTime<Utc>,
     pub attempts: i64,
-    pub reason: &'a str,
-    pub message_id: &'a str,
+    pub reason: String,
+    pub message_id: String,
+}
+
+/// The exact bytes of a message about to be handed to a transport, kept
+/// with its claim.
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub message_id: String,
+    pub recipient: String,
+    pub subject: String,
+    pub raw: Vec<u8>,
+}
+
+impl From<&Outgoing> for NewMessage {
+    fn from(message: &Outgoing) -> Self {
+        Self {
+            message_id: message.message_id.clone(),
+            recipient: message.to.to_string(),
+            subject: message.subject.clone(),
+            raw: message.raw.clone(),
+        }
+    }
 }
 
 /// One row of the send log.
@@ -125,19 +152,19 @@ pub struct LogEntry {
 
 /// A send-log row to write.
 #[derive(Debug, Clone)]
-pub struct NewLogEntry<'a> {
+pub struct NewLogEntry {
     pub at: DateTime<Utc>,
-    pub key: &'a OrderKey,
-    pub stage: &'a str,
-    pub to: &'a str,
-    pub message_id: Option<&'a str>,
+    pub key: OrderKey,
+    pub stage: String,
+    pub to: String,
+    pub message_id: Option<String>,
     pub attempt: i64,
-    pub status: &'a str,
+    pub status: StageState,
     pub smtp_code: Option<u16>,
-    pub smtp_text: Option<&'a str>,
-    pub detail: Option<&'a str>,
+    pub smtp_text: Option<String>,
+    pub detail: Option<String>,
     pub duration_ms: Option<i64>,
-    pub subject: Option<&'a str>,
+    pub subject: Option<String>,
     pub message_ref: Option<i64>,
 }
 
@@ -243,6 +270,8 @@ async fn connection_is_clean(conn: &mut sqlx::AnyConnection, backend: Backend) -
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// Group commit for the writes of the send path.
+    writer: Writer,
 }
 
 impl Store {
@@ -290,7 +319,12 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Self { pool, backend })
+        let writer = Writer::start(pool.clone(), backend);
+        Ok(Self {
+            pool,
+            backend,
+            writer,
+        })
     }
 
     /// Starts a write transaction. On SQLite it takes the write lock at once
@@ -474,29 +508,29 @@ impl Store {
         Ok(())
     }
 
-    /// Orders with an open stage the scheduler should look at by `now`,
-    /// earliest first.
-    pub async fn orders_to_check(
+    /// Up to `limit` orders with an open stage the scheduler should look at
+    /// by `now`, earliest first, each with all its stage rows: one query for
+    /// the whole batch.
+    pub async fn due_orders(
         &self,
         now: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<OrderKey>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT marketplace, order_id, MIN(next_check_at) AS first_check FROM stages \
+    ) -> Result<Vec<(Order, Vec<StageRow>)>, StoreError> {
+        let sql = format!(
+            "SELECT {ORDER_COLUMNS}, {STAGE_COLUMNS} FROM ( \
+             SELECT marketplace, order_id, MIN(next_check_at) AS first_check FROM stages \
              WHERE state IN ('scheduled', 'retrying') AND next_check_at <= $1 \
-             GROUP BY marketplace, order_id ORDER BY first_check LIMIT $2",
-        )
-        .bind(to_secs(now))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                let marketplace: String = row.try_get(0)?;
-                let order_id: String = row.try_get(1)?;
-                key_from_parts(&marketplace, &order_id)
-            })
-            .collect()
+             GROUP BY marketplace, order_id ORDER BY first_check LIMIT $2) d \
+             JOIN orders o ON o.marketplace = d.marketplace AND o.order_id = d.order_id \
+             JOIN stages s ON s.marketplace = d.marketplace AND s.order_id = d.order_id \
+             ORDER BY d.first_check, d.marketplace, d.order_id"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(to_secs(now))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
+        group_by_order(&rows)
     }
 
     /// The earliest moment an open stage wants looking at, if any.
@@ -524,15 +558,7 @@ impl Store {
             .bind(key.order_id.as_str())
             .fetch_all(&self.pool)
             .await?;
-        let mut order = None;
-        let mut stages = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if order.is_none() {
-                order = Some(decode_order(row)?);
-            }
-            stages.push(decode_stage(row, 16)?);
-        }
-        Ok(order.map(|o| (o, stages)))
+        Ok(group_by_order(&rows)?.pop())
     }
 
     /// Finds orders by id on any marketplace (support staff rarely know it).
@@ -593,66 +619,52 @@ impl Store {
     pub async fn claim_and_store(
         &self,
         key: &OrderKey,
-        claim: &Claim<'_>,
-        message: Option<&Outgoing>,
+        claim: Claim,
+        message: Option<NewMessage>,
         now: DateTime<Utc>,
     ) -> Result<Option<(i64, Option<i64>)>, StoreError> {
-        let mut tx = self.begin_write().await?;
-        let Some(token) = claim_stage(&mut *tx, key, claim, now).await? else {
-            tx.rollback().await?;
-            return Ok(None);
-        };
-        let message_ref = match message {
-            Some(m) => Some(store_message(&mut *tx, key, claim.stage, m, now).await?),
-            None => None,
-        };
-        tx.commit().await?;
-        Ok(Some((token, message_ref)))
+        let write = Write::Claim(ClaimWrite {
+            key: key.clone(),
+            claim,
+            message,
+            at: now,
+        });
+        match self.writer.apply(write).await? {
+            Done::Claimed(claimed) => Ok(claimed),
+            other => unreachable!("a claim answered {other:?}"),
+        }
     }
 
-    /// Records the outcome of a send, but only if the claim `(owner, token)`
-    /// still holds the stage. Returns false when the claim was taken over
-    /// (its lease expired): the outcome recorded by the new holder stands.
-    pub async fn finish_claim(
-        &self,
-        key: &OrderKey,
-        owner: &str,
-        token: i64,
-        update: &StageUpdate<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        finish_claim(&self.pool, key, owner, token, update, now).await
-    }
-
-    /// Writes, fenced by the claim, the stage's outcome and its send-log
-    /// row, in one transaction. With `log_if_fenced` the row is written even
-    /// when the claim was taken over (a send that did happen); without it
-    /// (settling someone else's claim) only with the outcome. Returns whether
-    /// the outcome was recorded.
+    /// Writes, fenced by the claim `(owner, token)`, the stage's outcome
+    /// and its send-log row, in one transaction. With `log_if_fenced` the
+    /// row is written even when the claim was taken over (a send that did
+    /// happen); without it (settling someone else's claim) only with the
+    /// outcome. Returns whether the outcome was recorded; false means the
+    /// claim's lease ran out and the new holder's record stands.
     #[allow(clippy::too_many_arguments)]
     pub async fn finish_with_log(
         &self,
         key: &OrderKey,
         owner: &str,
         token: i64,
-        update: &StageUpdate<'_>,
-        entry: &NewLogEntry<'_>,
+        update: StageUpdate,
+        entry: NewLogEntry,
         log_if_fenced: bool,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self.begin_write().await?;
-        // The fenced update goes first so the write lock is taken at once.
-        let recorded = finish_claim(&mut *tx, key, owner, token, update, now).await?;
-        if recorded || log_if_fenced {
-            insert_log(&mut *tx, entry).await?;
+        let write = Write::Finish(FinishWrite {
+            key: key.clone(),
+            owner: owner.to_string(),
+            token,
+            update,
+            entry,
+            log_if_fenced,
+            at: now,
+        });
+        match self.writer.apply(write).await? {
+            Done::Finished(recorded) => Ok(recorded),
+            other => unreachable!("an outcome answered {other:?}"),
         }
-        tx.commit().await?;
-        Ok(recorded)
-    }
-
-    /// Appends a row to the send log.
-    pub async fn log(&self, entry: &NewLogEntry<'_>) -> Result<i64, StoreError> {
-        insert_log(&self.pool, entry).await
     }
 
     /// Extends the lease of every claim `owner` holds.
@@ -712,33 +724,35 @@ impl Store {
             .collect()
     }
 
-    /// Applies `update` if the stage is still in the state it was read in.
-    /// Returns false when someone else changed it first.
-    pub async fn update_stage(
+    /// Applies each update whose stage is still in the state it was read
+    /// in, all in one transaction. Returns, per update, whether it applied
+    /// (false: someone else changed the stage first).
+    pub async fn update_stages(
         &self,
         key: &OrderKey,
-        update: &StageUpdate<'_>,
+        updates: Vec<StageUpdate>,
         now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let result = sqlx::query(
-            "UPDATE stages SET state = $1, next_check_at = $2, retry_at = $3, attempts = $4, \
-             reason = $5, message_id = COALESCE($6, message_id), updated_at = $7 \
-             WHERE marketplace = $8 AND order_id = $9 AND stage = $10 AND state = $11",
-        )
-        .bind(update.state.as_str())
-        .bind(update.next_check_at.map(to_secs))
-        .bind(update.retry_at.map(to_secs))
-        .bind(update.attempts)
-        .bind(update.reason.as_deref())
-        .bind(update.message_id.as_deref())
-        .bind(to_secs(now))
-        .bind(key.marketplace.as_str())
-        .bind(key.order_id.as_str())
-        .bind(update.stage)
-        .bind(update.expected.as_str())
-        .execute(&self.pool)
-        .await?;
-        Ok(result.rows_affected() == 1)
+    ) -> Result<Vec<bool>, StoreError> {
+        // Queued together, so they land in the same transaction unless the
+        // batch is full.
+        let pending: Vec<_> = updates
+            .into_iter()
+            .map(|update| {
+                self.writer.apply(Write::Update(UpdateWrite {
+                    key: key.clone(),
+                    update,
+                    at: now,
+                }))
+            })
+            .collect();
+        let mut applied = Vec::with_capacity(pending.len());
+        for done in futures_util::future::join_all(pending).await {
+            match done? {
+                Done::Updated(ok) => applied.push(ok),
+                other => unreachable!("an update answered {other:?}"),
+            }
+        }
+        Ok(applied)
     }
 
     /// Reads the send log, newest first.
@@ -849,123 +863,11 @@ impl Store {
         })
     }
 
+    /// Commits what is queued, then closes every connection.
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
-}
-
-/// Statements that run alone or inside a transaction.
-/// Claims a stage for sending: moves it from `expected` to `sending`,
-/// owned by `owner` until `lease_until`. Returns the claim's fencing token,
-/// or `None` if the stage changed meanwhile (someone else won).
-async fn claim_stage<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
-    executor: E,
-    key: &OrderKey,
-    claim: &Claim<'_>,
-    now: DateTime<Utc>,
-) -> Result<Option<i64>, StoreError> {
-    let token: Option<i64> = sqlx::query_scalar(
-        "UPDATE stages SET state = 'sending', claim_owner = $1, claim_token = claim_token + 1, \
-         lease_until = $2, attempts = $3, reason = $4, message_id = $5, next_check_at = NULL, \
-         updated_at = $6 \
-         WHERE marketplace = $7 AND order_id = $8 AND stage = $9 AND state = $10 \
-         RETURNING claim_token",
-    )
-    .bind(claim.owner)
-    .bind(to_secs(claim.lease_until))
-    .bind(claim.attempts)
-    .bind(claim.reason)
-    .bind(claim.message_id)
-    .bind(to_secs(now))
-    .bind(key.marketplace.as_str())
-    .bind(key.order_id.as_str())
-    .bind(claim.stage)
-    .bind(claim.expected.as_str())
-    .fetch_optional(executor)
-    .await?;
-    Ok(token)
-}
-
-async fn finish_claim<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
-    executor: E,
-    key: &OrderKey,
-    owner: &str,
-    token: i64,
-    update: &StageUpdate<'_>,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
-    let result = sqlx::query(
-        "UPDATE stages SET state = $1, next_check_at = $2, retry_at = $3, attempts = $4, \
-         reason = $5, claim_owner = NULL, lease_until = NULL, updated_at = $6 \
-         WHERE marketplace = $7 AND order_id = $8 AND stage = $9 AND state = 'sending' \
-         AND claim_owner = $10 AND claim_token = $11",
-    )
-    .bind(update.state.as_str())
-    .bind(update.next_check_at.map(to_secs))
-    .bind(update.retry_at.map(to_secs))
-    .bind(update.attempts)
-    .bind(update.reason.as_deref())
-    .bind(to_secs(now))
-    .bind(key.marketplace.as_str())
-    .bind(key.order_id.as_str())
-    .bind(update.stage)
-    .bind(owner)
-    .bind(token)
-    .execute(executor)
-    .await?;
-    Ok(result.rows_affected() == 1)
-}
-
-async fn store_message<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
-    executor: E,
-    key: &OrderKey,
-    stage: &str,
-    message: &Outgoing,
-    now: DateTime<Utc>,
-) -> Result<i64, StoreError> {
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO messages (marketplace, order_id, stage, message_id, recipient, subject, raw, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-    )
-    .bind(key.marketplace.as_str())
-    .bind(key.order_id.as_str())
-    .bind(stage)
-    .bind(message.message_id.as_str())
-    .bind(message.to.to_string())
-    .bind(message.subject.as_str())
-    .bind(message.raw.clone())
-    .bind(to_secs(now))
-    .fetch_one(executor)
-    .await?;
-    Ok(id)
-}
-
-async fn insert_log<'c, E: sqlx::Executor<'c, Database = sqlx::Any>>(
-    executor: E,
-    entry: &NewLogEntry<'_>,
-) -> Result<i64, StoreError> {
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO send_log (at, marketplace, order_id, stage, recipient, message_id, attempt, \
-         status, smtp_code, smtp_text, detail, duration_ms, subject, message_ref) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) RETURNING id",
-    )
-    .bind(to_secs(entry.at))
-    .bind(entry.key.marketplace.as_str())
-    .bind(entry.key.order_id.as_str())
-    .bind(entry.stage)
-    .bind(entry.to)
-    .bind(entry.message_id)
-    .bind(entry.attempt)
-    .bind(entry.status)
-    .bind(entry.smtp_code.map(i64::from))
-    .bind(entry.smtp_text)
-    .bind(entry.detail)
-    .bind(entry.duration_ms)
-    .bind(entry.subject)
-    .bind(entry.message_ref)
-    .fetch_one(executor)
-    .await?;
-    Ok(id)
 }
 
 enum Bind {
@@ -1259,6 +1161,27 @@ fn decode_order(row: &AnyRow) -> Result<Order, StoreError> {
         status,
         extra,
     })
+}
+
+/// Orders with their stages from rows of `ORDER_COLUMNS, STAGE_COLUMNS`
+/// that come grouped by order.
+fn group_by_order(rows: &[AnyRow]) -> Result<Vec<(Order, Vec<StageRow>)>, StoreError> {
+    let mut orders: Vec<(Order, Vec<StageRow>)> = Vec::new();
+    for row in rows {
+        let stage = decode_stage(row, 16)?;
+        let marketplace: String = row.try_get(0)?;
+        let order_id: String = row.try_get(1)?;
+        match orders.last_mut() {
+            Some((order, stages))
+                if order.key.marketplace.as_str() == marketplace
+                    && order.key.order_id.as_str() == order_id =>
+            {
+                stages.push(stage)
+            }
+            _ => orders.push((decode_order(row)?, vec![stage])),
+        }
+    }
+    Ok(orders)
 }
 
 fn decode_stage(row: &AnyRow, offset: usize) -> Result<StageRow, StoreError> {

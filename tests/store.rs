@@ -1,0 +1,299 @@
+//! The send path's group commit (`store::writer`), driven in process
+//! against real SQLite and PostgreSQL databases: writes queued together share
+//! a transaction, yet each keeps its own guard and its own answer.
+
+mod common;
+
+use chrono::{DateTime, Utc};
+use common::Env;
+use followupd::config::Config;
+use followupd::order::OrderKey;
+use followupd::schedule::StageState;
+use followupd::store::{Claim, NewLogEntry, NewMessage, StageUpdate, Store, StoreError};
+
+/// An installation with `n` imported orders (O0, O1, …), and the store
+/// opened on its database.
+fn setup(n: usize) -> (Env, tokio::runtime::Runtime, Store, Vec<OrderKey>) {
+    let env = Env::with_defaults();
+    let mut csv = String::from(common::CSV_HEADER);
+    for i in 0..n {
+        csv.push_str(&format!(
+            "O{i},b{i}@buyer.example,Bo,Mug,UTC,2026-12-01T10:00:00Z,,shipped,,,\n"
+        ));
+    }
+    env.ok(&["import", env.write("orders.csv", &csv).to_str().unwrap()]);
+    let config = Config::load(&env.path("config.toml")).expect("config loads");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let store = runtime
+        .block_on(Store::open(&config.database_url))
+        .expect("store opens");
+    let keys = runtime
+        .block_on(store.due_orders(at("2030-01-01T00:00:00Z"), 10_000))
+        .expect("orders load")
+        .into_iter()
+        .map(|(order, _)| order.key)
+        .collect();
+    (env, runtime, store, keys)
+}
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+fn claim(stage: &str, owner: &str, message_id: &str) -> Claim {
+    Claim {
+        stage: stage.into(),
+        expected: StageState::Scheduled,
+        owner: owner.into(),
+        lease_until: at("2030-01-01T00:00:00Z"),
+        attempts: 1,
+        reason: "handed to the transport".into(),
+        message_id: message_id.into(),
+    }
+}
+
+fn message(message_id: &str) -> NewMessage {
+    NewMessage {
+        message_id: message_id.into(),
+        recipient: "b@buyer.example".into(),
+        subject: format!("subject of {message_id}"),
+        raw: format!("Message-ID: <{message_id}>\r\n\r\nbody\r\n").into_bytes(),
+    }
+}
+
+fn outcome(stage: &str, state: StageState, reason: &str) -> StageUpdate {
+    StageUpdate {
+        stage: stage.into(),
+        expected: StageState::Sending,
+        state,
+        next_check_at: None,
+        retry_at: None,
+        attempts: 1,
+        reason: Some(reason.into()),
+        message_id: None,
+    }
+}
+
+fn log_entry(key: &OrderKey, stage: &str, status: StageState, detail: &str) -> NewLogEntry {
+    NewLogEntry {
+        at: at("2026-12-02T10:00:00Z"),
+        key: key.clone(),
+        stage: stage.into(),
+        to: "b@buyer.example".into(),
+        message_id: None,
+        attempt: 1,
+        status,
+        smtp_code: Some(250),
+        smtp_text: Some("ok".into()),
+        detail: Some(detail.into()),
+        duration_ms: Some(1),
+        subject: None,
+        message_ref: None,
+    }
+}
+
+fn stage_state(
+    runtime: &tokio::runtime::Runtime,
+    store: &Store,
+    key: &OrderKey,
+    stage: &str,
+) -> String {
+    runtime
+        .block_on(store.load_order(key))
+        .unwrap()
+        .unwrap()
+        .1
+        .into_iter()
+        .find(|r| r.stage == stage)
+        .unwrap()
+        .state
+        .to_string()
+}
+
+fn log_details(runtime: &tokio::runtime::Runtime, store: &Store) -> Vec<String> {
+    let query = followupd::store::LogQuery {
+        limit: 10_000,
+        ..Default::default()
+    };
+    let mut details: Vec<String> = runtime
+        .block_on(store.logs(&query))
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| e.detail)
+        .collect();
+    details.sort();
+    details
+}
+
+on_both_backends! {
+    fn many_claims_queued_together_each_get_their_own_token_and_message() {
+        let (_env, runtime, store, keys) = setup(40);
+        let now = at("2026-12-02T10:00:00Z");
+        let results = runtime.block_on(async {
+            let claims = keys.iter().enumerate().map(|(i, key)| {
+                let id = format!("m{i}@shop.example");
+                let store = &store;
+                async move {
+                    store
+                        .claim_and_store(key, claim("shipment", "me", &id), Some(message(&id)), now)
+                        .await
+                }
+            });
+            futures_util::future::join_all(claims).await
+        });
+        let mut refs = std::collections::HashSet::new();
+        for (i, result) in results.into_iter().enumerate() {
+            let (token, message_ref) = result.unwrap().expect("every claim is won");
+            assert_eq!(token, 1, "first claim of a fresh stage");
+            let id = message_ref.expect("the message is stored");
+            assert!(refs.insert(id), "message ids are distinct");
+            let stored = runtime.block_on(store.message(id)).unwrap().unwrap();
+            let raw = String::from_utf8(stored.raw).unwrap();
+            assert!(
+                raw.contains(&format!("<m{i}@shop.example>")),
+                "claim {i} got the id of another claim's message: {raw}"
+            );
+            assert_eq!(stage_state(&runtime, &store, &keys[i], "shipment"), "sending");
+        }
+    }
+
+    fn two_claims_on_one_stage_queued_together_have_one_winner() {
+        let (_env, runtime, store, keys) = setup(1);
+        let now = at("2026-12-02T10:00:00Z");
+        let key = &keys[0];
+        let (a, b) = runtime.block_on(async {
+            tokio::join!(
+                store.claim_and_store(key, claim("shipment", "a", "x@s"), Some(message("x@s")), now),
+                store.claim_and_store(key, claim("shipment", "b", "x@s"), Some(message("x@s")), now),
+            )
+        });
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(
+            a.is_some() != b.is_some(),
+            "exactly one claim wins: {a:?} {b:?}"
+        );
+        let won = a.or(b).unwrap();
+        assert!(won.1.is_some());
+        // The loser stored nothing: only the winner's message exists.
+        assert!(runtime.block_on(store.message(won.1.unwrap() + 1)).unwrap().is_none());
+    }
+
+    fn outcomes_are_fenced_by_the_claim_token_and_logged_as_asked() {
+        let (_env, runtime, store, keys) = setup(3);
+        let now = at("2026-12-02T10:00:00Z");
+        let tokens: Vec<i64> = keys
+            .iter()
+            .map(|key| {
+                runtime
+                    .block_on(store.claim_and_store(key, claim("shipment", "me", "id@s"), None, now))
+                    .unwrap()
+                    .unwrap()
+                    .0
+            })
+            .collect();
+        let (right, stale_logged, stale_unlogged) = runtime.block_on(async {
+            tokio::join!(
+                store.finish_with_log(&keys[0], "me", tokens[0], outcome("shipment", StageState::Sent, "sent"),
+                    log_entry(&keys[0], "shipment", StageState::Sent, "first"), false, now),
+                store.finish_with_log(&keys[1], "me", tokens[1] + 1, outcome("shipment", StageState::Sent, "sent"),
+                    log_entry(&keys[1], "shipment", StageState::Sent, "second"), true, now),
+                store.finish_with_log(&keys[2], "someone else", tokens[2], outcome("shipment", StageState::Unknown, "x"),
+                    log_entry(&keys[2], "shipment", StageState::Unknown, "third"), false, now),
+            )
+        });
+        assert!(right.unwrap(), "the holder's outcome is recorded");
+        assert!(!stale_logged.unwrap(), "a stale token records nothing");
+        assert!(!stale_unlogged.unwrap(), "another owner records nothing");
+        assert_eq!(stage_state(&runtime, &store, &keys[0], "shipment"), "sent");
+        assert_eq!(stage_state(&runtime, &store, &keys[1], "shipment"), "sending");
+        assert_eq!(stage_state(&runtime, &store, &keys[2], "shipment"), "sending");
+        // Logged: the recorded outcome, and the fenced one that asked to be.
+        assert_eq!(log_details(&runtime, &store), vec!["first", "second"]);
+    }
+
+    fn updates_to_one_stage_in_one_batch_apply_in_order() {
+        let (_env, runtime, store, keys) = setup(1);
+        let now = at("2026-12-02T10:00:00Z");
+        let key = &keys[0];
+        let step = |from: StageState, to: StageState| StageUpdate {
+            stage: "follow_up".into(),
+            expected: from,
+            state: to,
+            next_check_at: None,
+            retry_at: None,
+            attempts: 0,
+            reason: Some(format!("{from} to {to}")),
+            message_id: None,
+        };
+        let applied = runtime
+            .block_on(store.update_stages(
+                key,
+                vec![
+                    step(StageState::Scheduled, StageState::Retrying),
+                    step(StageState::Retrying, StageState::Skipped),
+                    step(StageState::Retrying, StageState::Expired),
+                ],
+                now,
+            ))
+            .unwrap();
+        assert_eq!(applied, vec![true, true, false]);
+        assert_eq!(stage_state(&runtime, &store, key, "follow_up"), "skipped");
+    }
+
+    fn a_failing_write_fails_alone() {
+        let (_env, runtime, store, keys) = setup(3);
+        let now = at("2026-12-02T10:00:00Z");
+        // A trigger that rejects one particular change stands in for any
+        // write the database refuses.
+        let poison = match common::backend() {
+            common::Backend::Sqlite => vec![
+                "CREATE TRIGGER poison BEFORE UPDATE ON stages WHEN NEW.reason = 'poison' \
+                 BEGIN SELECT RAISE(ABORT, 'poisoned'); END",
+            ],
+            common::Backend::Postgres => vec![
+                "CREATE FUNCTION poison() RETURNS trigger AS $$ BEGIN \
+                 IF NEW.reason = 'poison' THEN RAISE EXCEPTION 'poisoned'; END IF; \
+                 RETURN NEW; END $$ LANGUAGE plpgsql",
+                "CREATE TRIGGER poison BEFORE UPDATE ON stages FOR EACH ROW EXECUTE FUNCTION poison()",
+            ],
+        };
+        for sql in poison {
+            runtime.block_on(sqlx::query(sql).execute(store.pool())).unwrap();
+        }
+        let update = |reason: &str| StageUpdate {
+            stage: "follow_up".into(),
+            expected: StageState::Scheduled,
+            state: StageState::Skipped,
+            next_check_at: None,
+            retry_at: None,
+            attempts: 0,
+            reason: Some(reason.into()),
+            message_id: None,
+        };
+        let (a, b, c) = runtime.block_on(async {
+            tokio::join!(
+                store.update_stages(&keys[0], vec![update("fine")], now),
+                store.update_stages(&keys[1], vec![update("poison")], now),
+                store.update_stages(&keys[2], vec![update("fine")], now),
+            )
+        });
+        assert_eq!(a.unwrap(), vec![true]);
+        let error = b.expect_err("the poisoned write fails");
+        assert!(matches!(error, StoreError::Database(_)), "{error}");
+        assert!(error.to_string().contains("poisoned"), "{error}");
+        assert_eq!(c.unwrap(), vec![true]);
+        assert_eq!(stage_state(&runtime, &store, &keys[0], "follow_up"), "skipped");
+        assert_eq!(stage_state(&runtime, &store, &keys[1], "follow_up"), "scheduled");
+        assert_eq!(stage_state(&runtime, &store, &keys[2], "follow_up"), "skipped");
+        // The writer carries on after the failure.
+        let again = runtime
+            .block_on(store.update_stages(&keys[1], vec![update("fine now")], now))
+            .unwrap();
+        assert_eq!(again, vec![true]);
+        runtime.block_on(store.close());
+    }
+}
