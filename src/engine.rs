@@ -542,9 +542,26 @@ impl Engine {
             // Asked to stop while waiting for a slot: this send never started.
             return Ok(row.state);
         }
-        let Some((token, message_ref)) =
-            self.store.claim_and_store(key, claim, message, now).await?
-        else {
+        // The claim commits while the transport connects and sends the
+        // envelope; the message itself is only released once the claim is
+        // durable (and never if it was lost).
+        let (release, released) = tokio::sync::oneshot::channel::<bool>();
+        let claiming = async {
+            let claimed = self.store.claim_and_store(key, claim, message, now).await;
+            let _ = release.send(matches!(claimed, Ok(Some(_))));
+            claimed
+        };
+        let sending = async {
+            match &composed {
+                Ok(preview) if preview.is_clean() => {
+                    let go = async { released.await.unwrap_or(false) };
+                    Some(self.send(&preview.outgoing, attempt, now, go).await)
+                }
+                _ => None,
+            }
+        };
+        let (claimed, sent) = tokio::join!(claiming, sending);
+        let Some((token, message_ref)) = claimed? else {
             return Ok(row.state);
         };
 
@@ -566,7 +583,9 @@ impl Engine {
                 tracing::warn!(order = %key, stage = %spec.name, outcome = "blocked", findings = %detail, "message blocked by the lint");
                 Outcome::without_reply(StageState::Blocked, detail)
             }
-            Ok(preview) => self.send(&preview.outgoing, attempt, now).await,
+            Ok(_) => sent.unwrap_or_else(|| {
+                Outcome::without_reply(StageState::Failed, "the message was not sent".into())
+            }),
         };
         drop(slot);
         // The log row keeps what happened; a stage that chose at-least-once
@@ -630,10 +649,17 @@ impl Engine {
         Ok(outcome.state)
     }
 
-    /// Hands one message to the transport and classifies the result.
-    async fn send(&self, out: &Outgoing, attempt: i64, now: DateTime<Utc>) -> Outcome {
+    /// Hands one message to the transport, to be transmitted once `release`
+    /// says so, and classifies the result.
+    async fn send(
+        &self,
+        out: &Outgoing,
+        attempt: i64,
+        now: DateTime<Utc>,
+        release: impl std::future::Future<Output = bool>,
+    ) -> Outcome {
         let started = Instant::now();
-        let result = self.transport.send(out).await;
+        let result = self.transport.send(out, release).await;
         let duration_ms = Some(started.elapsed().as_millis() as i64);
         let (state, retry_at, reason) = match &result {
             Ok(_) => (
@@ -657,7 +683,9 @@ impl Engine {
                 None,
                 format!("gave up after {attempt} attempts: {e}"),
             ),
-            Err(e @ SendError::Permanent { .. }) => (StageState::Failed, None, e.to_string()),
+            Err(e @ (SendError::Permanent { .. } | SendError::Withheld)) => {
+                (StageState::Failed, None, e.to_string())
+            }
             Err(e @ SendError::InDoubt { .. }) => (
                 StageState::Unknown,
                 None,

@@ -33,13 +33,17 @@ pub enum SendError {
     /// silent: the server may or may not have it.
     #[error("delivery in doubt: {text}")]
     InDoubt { text: String },
+    /// The caller did not release the message (see [`Transport::send`]);
+    /// nothing of it was transmitted.
+    #[error("not released for sending")]
+    Withheld,
 }
 
 impl SendError {
     pub fn code(&self) -> Option<u16> {
         match self {
             Self::Transient { code, .. } | Self::Permanent { code, .. } => *code,
-            Self::InDoubt { .. } => None,
+            Self::InDoubt { .. } | Self::Withheld => None,
         }
     }
 
@@ -48,6 +52,7 @@ impl SendError {
             Self::Transient { text, .. }
             | Self::Permanent { text, .. }
             | Self::InDoubt { text } => text,
+            Self::Withheld => "not released for sending",
         }
     }
 }
@@ -67,11 +72,24 @@ impl Transport {
         })
     }
 
-    /// Delivers one message.
-    pub async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
+    /// Delivers one message once `release` resolves to true. The transport
+    /// may prepare meanwhile (connect, send the envelope), but transmits
+    /// nothing of the message before; if `release` resolves to false the
+    /// result is [`SendError::Withheld`]. This lets the caller make its
+    /// record of the send durable while the connection does its round trips.
+    pub async fn send(
+        &self,
+        message: &Outgoing,
+        release: impl std::future::Future<Output = bool>,
+    ) -> Result<Receipt, SendError> {
         match self {
-            Self::File(t) => t.send(message).await,
-            Self::Smtp(t) => t.send(message).await,
+            Self::File(t) => {
+                if !release.await {
+                    return Err(SendError::Withheld);
+                }
+                t.send(message).await
+            }
+            Self::Smtp(t) => t.send(message, release).await,
         }
     }
 

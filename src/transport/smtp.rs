@@ -242,8 +242,15 @@ impl SmtpTransport {
     }
 
     /// Delivers one message; see the module comment for how failures are
-    /// classified.
-    pub async fn send(&self, message: &Outgoing) -> Result<Receipt, SendError> {
+    /// classified. The envelope (MAIL FROM, RCPT TO) is sent at once, but the
+    /// message itself only once `release` says yes; if it says no, nothing
+    /// is transmitted and the result is [`SendError::Withheld`].
+    pub async fn send(
+        &self,
+        message: &Outgoing,
+        release: impl std::future::Future<Output = bool>,
+    ) -> Result<Receipt, SendError> {
+        let mut release = Release::new(release);
         let _slot = self
             .slots
             .acquire()
@@ -262,7 +269,9 @@ impl SmtpTransport {
         let mut step = Step::Connect;
         let attempt = async {
             let (mut conn, checked) = self.checkout().await?;
-            let mut result = self.transaction(&mut conn, message, &mut step).await;
+            let mut result = self
+                .transaction(&mut conn, message, &mut release, &mut step)
+                .await;
             let dropped_while_parked =
                 matches!(result, Err(SendError::Transient { code: None, .. }))
                     && step == Step::Mail;
@@ -271,7 +280,9 @@ impl SmtpTransport {
                 quit_briefly(conn).await;
                 step = Step::Connect;
                 conn = self.connect().await?;
-                result = self.transaction(&mut conn, message, &mut step).await;
+                result = self
+                    .transaction(&mut conn, message, &mut release, &mut step)
+                    .await;
             }
             // Only a completed transaction leaves the connection in a state
             // fit for the next message; after any failure it is dropped.
@@ -294,10 +305,11 @@ impl SmtpTransport {
         }
     }
 
-    async fn transaction(
+    async fn transaction<F: std::future::Future<Output = bool>>(
         &self,
         conn: &mut AsyncSmtpConnection,
         message: &Outgoing,
+        release: &mut Release<F>,
         step: &mut Step,
     ) -> Result<Receipt, SendError> {
         let envelope = Envelope::new(Some(message.from.clone()), vec![message.to.clone()])
@@ -327,6 +339,11 @@ impl SmtpTransport {
         *step = Step::Rcpt;
         for to in envelope.to() {
             bounded(timeout, *step, conn.command(Rcpt::new(to.clone(), vec![]))).await?;
+        }
+        // The envelope commits the server to nothing, so it goes out while
+        // the caller is still making the send durable; the message waits.
+        if !release.wait().await {
+            return Err(SendError::Withheld);
         }
         *step = Step::Data;
         bounded(timeout, *step, conn.command(Data)).await?;
@@ -360,6 +377,28 @@ impl SmtpTransport {
         for (mut conn, _) in idle.drain(..) {
             let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
         }
+    }
+}
+
+/// The caller's go-ahead for transmitting a message, asked for once.
+struct Release<F> {
+    pending: Option<std::pin::Pin<Box<F>>>,
+    answer: bool,
+}
+
+impl<F: std::future::Future<Output = bool>> Release<F> {
+    fn new(release: F) -> Self {
+        Self {
+            pending: Some(Box::pin(release)),
+            answer: false,
+        }
+    }
+
+    async fn wait(&mut self) -> bool {
+        if let Some(pending) = self.pending.take() {
+            self.answer = pending.await;
+        }
+        self.answer
     }
 }
 
