@@ -390,7 +390,7 @@ async fn load_new_set(engine: &mut Engine, config_path: &Path) -> Result<(), Str
     engine.config = Arc::new(config);
     engine.templates = Arc::new(templates);
     if let Some(t) = transport {
-        let old = std::mem::replace(&mut engine.transport, t);
+        let old = engine.replace_transport(t);
         old.shutdown().await;
     }
     Ok(())

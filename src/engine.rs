@@ -264,6 +264,14 @@ impl Engine {
         })
     }
 
+    /// Switches to another transport (after a reload) and returns the old
+    /// one. Called between passes: the send slots follow the new
+    /// transport's capacity.
+    pub fn replace_transport(&mut self, transport: Transport) -> Transport {
+        self.send_slots = tokio::sync::Semaphore::new(transport.concurrency());
+        std::mem::replace(&mut self.transport, transport)
+    }
+
     /// Imports one file. Bad rows are collected, good rows are written in
     /// batches; only an unreadable file is an error.
     pub async fn import_file(
@@ -314,14 +322,26 @@ impl Engine {
         control: &TickControl,
     ) -> Result<TickSummary, EngineError> {
         let mut summary = TickSummary::default();
-        let mut seen: HashSet<OrderKey> = HashSet::new();
+        let mut seen: HashSet<(String, String)> = HashSet::new();
         loop {
             let batch = self.store.due_orders(now, CHECK_BATCH).await?;
-            let fresh: Vec<(Order, Vec<StageRow>)> = batch
-                .into_iter()
-                .filter(|(order, _)| seen.insert(order.key.clone()))
-                .collect();
-            if fresh.is_empty() || control.stopping() {
+            let mut fresh: Vec<(Order, Vec<StageRow>)> = Vec::new();
+            let mut new = 0;
+            for due in batch {
+                if !seen.insert((due.marketplace.clone(), due.order_id.clone())) {
+                    continue;
+                }
+                new += 1;
+                match due.loaded {
+                    Ok(order) => fresh.push(order),
+                    Err(e) => {
+                        // One unreadable order must not stop the others.
+                        tracing::error!(order = %format!("{}/{}", due.marketplace, due.order_id), error = %e, "order could not be processed");
+                        summary.errors += 1;
+                    }
+                }
+            }
+            if new == 0 || control.stopping() {
                 break;
             }
             // Orders are independent, so many are worked on at once; the
@@ -353,8 +373,10 @@ impl Engine {
 
     /// Evaluates and acts on every open stage of one order, as read with
     /// `rows`. Sends happen in stage order; the other changes (next checks,
-    /// skips, expiries) are written together at the end. Once `control`
-    /// says stop, no new send starts.
+    /// skips, expiries) are written together, at the end or as soon as a
+    /// later stage depends on one of them: that stage is evaluated against
+    /// what was actually written (another instance may have changed the
+    /// stage first). Once `control` says stop, no new send starts.
     pub async fn process_order(
         &self,
         order: &Order,
@@ -366,14 +388,17 @@ impl Engine {
         let mut summary = TickSummary::default();
         let mut states: HashMap<String, StageState> =
             rows.iter().map(|r| (r.stage.clone(), r.state)).collect();
-        let mut changed: Vec<&StageRow> = Vec::new();
-        let mut updates: Vec<StageUpdate> = Vec::new();
+        let mut pending = PendingChanges::default();
         for spec in &self.config.stages {
             let Some(row) = rows.iter().find(|r| r.stage == spec.name) else {
                 continue;
             };
             if !matches!(row.state, StageState::Scheduled | StageState::Retrying) {
                 continue;
+            }
+            if spec.after.as_deref().is_some_and(|a| pending.has(a)) {
+                self.write_changes(key, &mut pending, &mut states, &mut summary, now)
+                    .await?;
             }
             let evaluation = evaluate_stage(
                 &self.config,
@@ -411,9 +436,8 @@ impl Engine {
                     (StageState::Expired, closed, None)
                 }
             };
-            states.insert(spec.name.clone(), state);
-            changed.push(row);
-            updates.push(StageUpdate {
+            pending.rows.push(row);
+            pending.updates.push(StageUpdate {
                 stage: row.stage.clone(),
                 expected: row.state,
                 state,
@@ -424,12 +448,28 @@ impl Engine {
                 message_id: None,
             });
         }
-        if updates.is_empty() {
-            return Ok(summary);
+        self.write_changes(key, &mut pending, &mut states, &mut summary, now)
+            .await?;
+        Ok(summary)
+    }
+
+    /// Writes an order's pending stage changes in one go, and records in
+    /// `states` and `summary` what each stage now is.
+    async fn write_changes(
+        &self,
+        key: &OrderKey,
+        pending: &mut PendingChanges<'_>,
+        states: &mut HashMap<String, StageState>,
+        summary: &mut TickSummary,
+        now: DateTime<Utc>,
+    ) -> Result<(), EngineError> {
+        if pending.updates.is_empty() {
+            return Ok(());
         }
+        let updates = std::mem::take(&mut pending.updates);
         let wanted: Vec<StageState> = updates.iter().map(|u| u.state).collect();
         let applied = self.store.update_stages(key, updates, now).await?;
-        for ((row, wanted), applied) in changed.into_iter().zip(wanted).zip(applied) {
+        for ((row, wanted), applied) in pending.rows.drain(..).zip(wanted).zip(applied) {
             // An update that did not apply lost to another instance, which
             // reports what it did.
             let state = if applied { wanted } else { row.state };
@@ -437,8 +477,9 @@ impl Engine {
                 tracing::info!(order = %key, stage = %row.stage, outcome = %state, "stage updated");
             }
             summary.count(state);
+            states.insert(row.stage.clone(), state);
         }
-        Ok(summary)
+        Ok(())
     }
 
     /// Renders, lints and builds one stage's message.
@@ -492,9 +533,10 @@ impl Engine {
     /// transaction shared with other sends) before the next step starts.
     ///
     /// A send slot is held from before the claim until the transport is done,
-    /// so no more stages are ever `sending` than the transport has messages
-    /// in flight: a crash leaves in doubt only messages that were on their
-    /// way, never ones still waiting for a connection.
+    /// and the rate limits are waited for before the claim too, so no more
+    /// stages are ever claimed and not yet handed over than the transport
+    /// has sessions: a crash leaves in doubt only messages that were on
+    /// their way, never ones waiting for a connection or for the limits.
     async fn deliver(
         &self,
         order: &Order,
@@ -538,8 +580,12 @@ impl Engine {
             .acquire()
             .await
             .map_err(|_| EngineError::Store(StoreError::Closed))?;
+        let will_send = composed.as_ref().is_ok_and(|p| p.is_clean());
+        if will_send {
+            self.transport.pace().await;
+        }
         if control.stopping() {
-            // Asked to stop while waiting for a slot: this send never started.
+            // Asked to stop while waiting: this send never started.
             return Ok(row.state);
         }
         // The claim commits while the transport connects and sends the
@@ -667,7 +713,7 @@ impl Engine {
                 None,
                 format!("sent at {}", now.to_rfc3339()),
             ),
-            Err(SendError::Transient { text, .. })
+            Err(e @ (SendError::Transient { .. } | SendError::Withheld))
                 if attempt < i64::from(self.config.retry.max_attempts) =>
             {
                 let attempt_number = u32::try_from(attempt).unwrap_or(u32::MAX);
@@ -675,17 +721,15 @@ impl Engine {
                 (
                     StageState::Retrying,
                     Some(retry_at),
-                    format!("attempt {attempt} failed: {text}"),
+                    format!("attempt {attempt} failed: {}", e.text()),
                 )
             }
-            Err(e @ SendError::Transient { .. }) => (
+            Err(e @ (SendError::Transient { .. } | SendError::Withheld)) => (
                 StageState::Failed,
                 None,
                 format!("gave up after {attempt} attempts: {e}"),
             ),
-            Err(e @ (SendError::Permanent { .. } | SendError::Withheld)) => {
-                (StageState::Failed, None, e.to_string())
-            }
+            Err(e @ SendError::Permanent { .. }) => (StageState::Failed, None, e.to_string()),
             Err(e @ SendError::InDoubt { .. }) => (
                 StageState::Unknown,
                 None,
@@ -860,6 +904,19 @@ impl Engine {
             .load_order(key)
             .await?
             .ok_or_else(|| EngineError::NoOrder(order_id.to_string()))
+    }
+}
+
+/// Stage changes of one order waiting to be written together.
+#[derive(Default)]
+struct PendingChanges<'r> {
+    rows: Vec<&'r StageRow>,
+    updates: Vec<StageUpdate>,
+}
+
+impl PendingChanges<'_> {
+    fn has(&self, stage: &str) -> bool {
+        self.rows.iter().any(|r| r.stage == stage)
     }
 }
 

@@ -35,7 +35,7 @@ fn setup(n: usize) -> (Env, tokio::runtime::Runtime, Store, Vec<OrderKey>) {
         .block_on(store.due_orders(at("2030-01-01T00:00:00Z"), 10_000))
         .expect("orders load")
         .into_iter()
-        .map(|(order, _)| order.key)
+        .map(|due| due.loaded.expect("every order reads back").0.key)
         .collect();
     (env, runtime, store, keys)
 }
@@ -295,5 +295,29 @@ on_both_backends! {
             .unwrap();
         assert_eq!(again, vec![true]);
         runtime.block_on(store.close());
+    }
+}
+
+on_both_backends! {
+    fn an_unreadable_stored_order_is_reported_and_the_others_still_go_out() {
+        let (env, runtime, store, keys) = setup(3);
+        // A hand edit the importer would never have let in.
+        runtime
+            .block_on(
+                sqlx::query("UPDATE orders SET buyer_email = 'not an address' WHERE order_id = 'O1'")
+                    .execute(store.pool()),
+            )
+            .unwrap();
+        runtime.block_on(store.close());
+        assert_eq!(keys.len(), 3);
+        let out = env.run(&["tick", "--now", "2026-12-01T12:00:00Z"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stdout.contains("sent 2,"), "stdout: {stdout}\nstderr: {stderr}");
+        assert!(stdout.contains("errors 1"), "stdout: {stdout}");
+        assert!(stderr.contains("O1"), "the bad order is named: {stderr}");
+        let sent: Vec<String> = env.outbox().into_iter().map(|(name, _)| name).collect();
+        assert_eq!(sent.len(), 2, "{sent:?}");
+        assert!(sent.iter().all(|name| !name.contains("O1")), "{sent:?}");
     }
 }

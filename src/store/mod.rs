@@ -3,8 +3,11 @@
 //!
 //! One set of SQL serves both databases through sqlx's `Any` driver: times
 //! are Unix seconds, flags are integers and placeholders are `$N`, which
-//! both understand. Rows read back are parsed into domain types again, so a
-//! hand-edited database cannot hand the scheduler an invalid order.
+//! both understand (the bulk statements built at run time use `?` on
+//! SQLite; see [`placeholder`]). Rows read back are parsed into domain types
+//! again, so a hand-edited database cannot hand the scheduler an invalid
+//! order. The writes of the send path go through a group commit
+//! (`writer.rs`).
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -43,6 +46,9 @@ pub enum StoreError {
     Corrupt { key: String, message: String },
     #[error("the database is closed")]
     Closed,
+    /// A batch of writes failed together; each write gets the error's text.
+    #[error("{0}")]
+    Batch(String),
 }
 
 /// Which database is behind the store.
@@ -166,6 +172,16 @@ pub struct NewLogEntry {
     pub duration_ms: Option<i64>,
     pub subject: Option<String>,
     pub message_ref: Option<i64>,
+}
+
+/// An order due for a look, as [`Store::due_orders`] read it.
+#[derive(Debug)]
+pub struct DueOrder {
+    /// The stored key, as text (it may be what failed to decode).
+    pub marketplace: String,
+    pub order_id: String,
+    /// The order and its stages, or why they could not be read.
+    pub loaded: Result<(Order, Vec<StageRow>), StoreError>,
 }
 
 /// Filters for reading the send log.
@@ -510,12 +526,13 @@ impl Store {
 
     /// Up to `limit` orders with an open stage the scheduler should look at
     /// by `now`, earliest first, each with all its stage rows: one query for
-    /// the whole batch.
+    /// the whole batch. Each order is decoded on its own, so one that cannot
+    /// be read (a hand-edited row, say) is reported without hiding the rest.
     pub async fn due_orders(
         &self,
         now: DateTime<Utc>,
         limit: i64,
-    ) -> Result<Vec<(Order, Vec<StageRow>)>, StoreError> {
+    ) -> Result<Vec<DueOrder>, StoreError> {
         let sql = format!(
             "SELECT {ORDER_COLUMNS}, {STAGE_COLUMNS} FROM ( \
              SELECT marketplace, order_id, MIN(next_check_at) AS first_check FROM stages \
@@ -530,7 +547,36 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        group_by_order(&rows)
+        let mut due: Vec<DueOrder> = Vec::new();
+        for row in &rows {
+            let marketplace: String = row.try_get(0)?;
+            let order_id: String = row.try_get(1)?;
+            let same = due
+                .last()
+                .is_some_and(|d| d.marketplace == marketplace && d.order_id == order_id);
+            if !same {
+                due.push(DueOrder {
+                    loaded: decode_order(row).map(|order| (order, Vec::new())),
+                    marketplace,
+                    order_id,
+                });
+            }
+            if let Some(DueOrder {
+                loaded: loaded @ Ok(_),
+                ..
+            }) = due.last_mut()
+            {
+                match decode_stage(row, 16) {
+                    Ok(stage) => {
+                        if let Ok((_, stages)) = loaded {
+                            stages.push(stage);
+                        }
+                    }
+                    Err(e) => *loaded = Err(e),
+                }
+            }
+        }
+        Ok(due)
     }
 
     /// The earliest moment an open stage wants looking at, if any.
@@ -631,7 +677,7 @@ impl Store {
         });
         match self.writer.apply(write).await? {
             Done::Claimed(claimed) => Ok(claimed),
-            other => unreachable!("a claim answered {other:?}"),
+            other => Err(StoreError::Batch(format!("a claim was answered {other:?}"))),
         }
     }
 
@@ -663,7 +709,9 @@ impl Store {
         });
         match self.writer.apply(write).await? {
             Done::Finished(recorded) => Ok(recorded),
-            other => unreachable!("an outcome answered {other:?}"),
+            other => Err(StoreError::Batch(format!(
+                "an outcome was answered {other:?}"
+            ))),
         }
     }
 
@@ -749,7 +797,11 @@ impl Store {
         for done in futures_util::future::join_all(pending).await {
             match done? {
                 Done::Updated(ok) => applied.push(ok),
-                other => unreachable!("an update answered {other:?}"),
+                other => {
+                    return Err(StoreError::Batch(format!(
+                        "an update was answered {other:?}"
+                    )))
+                }
             }
         }
         Ok(applied)

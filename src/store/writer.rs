@@ -10,9 +10,14 @@
 //!
 //! A caller hears back only after the commit has returned, so nothing
 //! outside the database (above all, a send) ever acts on a write that is not
-//! durable. If a batch fails, its writes are retried one transaction each on
-//! a fresh connection, so one bad write cannot fail the others and each
-//! caller gets its own error.
+//! durable. If a batch fails because the database refused one write's
+//! contents (a constraint or a trigger), its writes are retried one
+//! transaction each, so one bad write cannot fail the others. Any other
+//! failure (the connection, a lock wait, a full disk) fails every write of
+//! the batch with the same error: retrying them one by one would only
+//! multiply the wait, and after a commit that may or may not have happened
+//! a retry could not tell its own earlier success from someone else's.
+//! After any error the connection is closed and a new one opened.
 
 use std::collections::{HashMap, HashSet};
 
@@ -162,6 +167,10 @@ async fn run(pool: AnyPool, backend: Backend, mut queue: mpsc::UnboundedReceiver
                 next = queue.try_recv().ok();
             }
         }
+        // A claim whose caller has gone (a stop that ran out of patience)
+        // is not applied: nobody would send it, and it would only end up in
+        // doubt.
+        batch.retain(|(write, reply)| !(matches!(**write, Write::Claim(_)) && reply.is_closed()));
         if !batch.is_empty() {
             commit_batch(&pool, backend, &mut conn, batch).await;
         }
@@ -194,15 +203,38 @@ async fn commit_batch(
                 let _ = reply.send(Err(error));
             }
         }
-        Err(error) => {
-            tracing::debug!(%error, writes = batch.len(), "batch failed; writing one at a time");
+        Err(error) if refused_contents(&error) => {
+            tracing::debug!(%error, writes = batch.len(), "batch refused; writing one at a time");
             for (write, reply) in batch {
                 let result = transaction(pool, backend, conn, &[write.as_ref()])
                     .await
-                    .map(|mut done| done.remove(0));
+                    .and_then(|done| done.into_iter().next().ok_or(StoreError::Closed));
                 let _ = reply.send(result);
             }
         }
+        Err(error) => {
+            let text = error.to_string();
+            for (_, reply) in batch {
+                let _ = reply.send(Err(StoreError::Batch(text.clone())));
+            }
+        }
+    }
+}
+
+/// Whether the database refused a statement for what it contained (a
+/// constraint or a trigger), as opposed to failing to run it at all.
+fn refused_contents(error: &StoreError) -> bool {
+    let StoreError::Database(sqlx::Error::Database(db)) = error else {
+        return false;
+    };
+    let code = db.code().unwrap_or_default();
+    match code.parse::<i64>() {
+        // SQLite: SQLITE_CONSTRAINT and its extended codes (a RAISE in a
+        // trigger is SQLITE_CONSTRAINT_TRIGGER).
+        Ok(sqlite_code) => sqlite_code & 0xff == 19,
+        // PostgreSQL: integrity constraint violations (class 23) and errors
+        // raised by PL/pgSQL (class P0).
+        Err(_) => code.starts_with("23") || code.starts_with("P0"),
     }
 }
 
@@ -486,10 +518,10 @@ async fn claim(
     for (i, row) in returned(conn, query, writes, row_of).await? {
         won.insert(i, (row.try_get(3)?, None));
     }
-    let with_message: Vec<(usize, &ClaimWrite)> = writes
+    let with_message: Vec<(usize, &ClaimWrite, &NewMessage)> = writes
         .iter()
-        .filter(|(i, w)| won.contains_key(i) && w.message.is_some())
-        .copied()
+        .filter(|(i, _)| won.contains_key(i))
+        .filter_map(|(i, w)| w.message.as_ref().map(|m| (*i, *w, m)))
         .collect();
     if with_message.is_empty() {
         return Ok(won);
@@ -503,10 +535,7 @@ async fn claim(
         rows.join(", ")
     );
     let mut query = sqlx::query(&sql);
-    for (_, w) in &with_message {
-        let Some(message) = &w.message else {
-            continue;
-        };
+    for (_, w, message) in &with_message {
         query = query
             .bind(w.key.marketplace.as_str())
             .bind(w.key.order_id.as_str())
@@ -517,7 +546,8 @@ async fn claim(
             .bind(message.raw.as_slice())
             .bind(to_secs(w.at));
     }
-    for (i, row) in returned(conn, query, &with_message, row_of).await? {
+    let stored: Vec<(usize, &ClaimWrite)> = with_message.iter().map(|(i, w, _)| (*i, *w)).collect();
+    for (i, row) in returned(conn, query, &stored, row_of).await? {
         if let Some(entry) = won.get_mut(&i) {
             entry.1 = Some(row.try_get(3)?);
         }

@@ -93,6 +93,15 @@ impl Transport {
         }
     }
 
+    /// Waits until the rate limits allow one more message, and counts it.
+    /// Called before the message is claimed, so a claim never waits for the
+    /// limits.
+    pub async fn pace(&self) {
+        if let Self::Smtp(t) = self {
+            t.pace().await;
+        }
+    }
+
     /// How many messages may be in flight at once.
     pub fn concurrency(&self) -> usize {
         match self {

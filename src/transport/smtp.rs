@@ -241,8 +241,19 @@ impl SmtpTransport {
         }
     }
 
-    /// Delivers one message; see the module comment for how failures are
-    /// classified. The envelope (MAIL FROM, RCPT TO) is sent at once, but the
+    /// Waits until the configured per-hour and per-minute limits allow one
+    /// more message, and counts it.
+    pub async fn pace(&self) {
+        if let Some(l) = &self.per_hour {
+            l.until_ready().await;
+        }
+        if let Some(l) = &self.per_minute {
+            l.until_ready().await;
+        }
+    }
+
+    /// Delivers one message (the caller has paced it with [`Self::pace`]);
+    /// see the module comment for how failures are classified. The envelope (MAIL FROM, RCPT TO) is sent at once, but the
     /// message itself only once `release` says yes; if it says no, nothing
     /// is transmitted and the result is [`SendError::Withheld`].
     pub async fn send(
@@ -259,12 +270,6 @@ impl SmtpTransport {
                 code: None,
                 text: "transport is shutting down".into(),
             })?;
-        if let Some(l) = &self.per_hour {
-            l.until_ready().await;
-        }
-        if let Some(l) = &self.per_minute {
-            l.until_ready().await;
-        }
         let overall = self.config.send_timeout;
         let mut step = Step::Connect;
         let attempt = async {
