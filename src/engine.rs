@@ -396,7 +396,7 @@ impl Engine {
             if !matches!(row.state, StageState::Scheduled | StageState::Retrying) {
                 continue;
             }
-            if spec.after.as_deref().is_some_and(|a| pending.has(a)) {
+            if spec.after.as_deref().is_some_and(|a| pending.moves(a)) {
                 self.write_changes(key, &mut pending, &mut states, &mut summary, now)
                     .await?;
             }
@@ -915,8 +915,13 @@ struct PendingChanges<'r> {
 }
 
 impl PendingChanges<'_> {
-    fn has(&self, stage: &str) -> bool {
-        self.rows.iter().any(|r| r.stage == stage)
+    /// Whether a pending change moves `stage` to another state. (A next
+    /// check leaves the state as it is, written or not, so a later stage
+    /// evaluated against it needs no write first.)
+    fn moves(&self, stage: &str) -> bool {
+        self.updates
+            .iter()
+            .any(|u| u.stage == stage && u.state != u.expected)
     }
 }
 
