@@ -78,6 +78,20 @@ fn outcome(stage: &str, state: StageState, reason: &str) -> StageUpdate {
     }
 }
 
+/// Skips a fresh order's follow-up, giving `reason`.
+fn skip_follow_up(reason: &str) -> StageUpdate {
+    StageUpdate {
+        stage: "follow_up".into(),
+        expected: StageState::Scheduled,
+        state: StageState::Skipped,
+        next_check_at: None,
+        retry_at: None,
+        attempts: 0,
+        reason: Some(reason.into()),
+        message_id: None,
+    }
+}
+
 fn log_entry(key: &OrderKey, stage: &str, status: StageState, detail: &str) -> NewLogEntry {
     NewLogEntry {
         at: at("2026-12-02T10:00:00Z"),
@@ -264,16 +278,7 @@ on_both_backends! {
         for sql in poison {
             runtime.block_on(sqlx::query(sql).execute(store.pool())).unwrap();
         }
-        let update = |reason: &str| StageUpdate {
-            stage: "follow_up".into(),
-            expected: StageState::Scheduled,
-            state: StageState::Skipped,
-            next_check_at: None,
-            retry_at: None,
-            attempts: 0,
-            reason: Some(reason.into()),
-            message_id: None,
-        };
+        let update = skip_follow_up;
         let (a, b, c) = runtime.block_on(async {
             tokio::join!(
                 store.update_stages(&keys[0], vec![update("fine")], now),
@@ -320,4 +325,74 @@ on_both_backends! {
         assert_eq!(sent.len(), 2, "{sent:?}");
         assert!(sent.iter().all(|name| !name.contains("O1")), "{sent:?}");
     }
+}
+
+/// PostgreSQL only: its server can cut a session on purpose.
+#[test]
+fn after_its_connection_is_cut_the_writer_fails_that_batch_and_carries_on() {
+    if !common::use_postgres() {
+        return;
+    }
+    let (_env, runtime, store, keys) = setup(3);
+    let now = at("2026-12-02T10:00:00Z");
+    let skip = skip_follow_up;
+    let first = runtime.block_on(store.update_stages(&keys[0], vec![skip("before")], now));
+    assert_eq!(first.unwrap(), vec![true]);
+    // Every other session on this database, the writer's among them; then
+    // wait until they are really gone (termination is asynchronous).
+    let pids: Vec<i64> = runtime
+        .block_on(
+            sqlx::query_scalar(
+                "SELECT CAST(pid AS BIGINT) FROM pg_stat_activity \
+                 WHERE datname = current_database() AND pid <> pg_backend_pid()",
+            )
+            .fetch_all(store.pool()),
+        )
+        .unwrap();
+    assert!(!pids.is_empty(), "the writer has a session of its own");
+    for pid in &pids {
+        runtime
+            .block_on(
+                sqlx::query("SELECT pg_terminate_backend(CAST($1 AS INTEGER))")
+                    .bind(*pid)
+                    .execute(store.pool()),
+            )
+            .unwrap();
+    }
+    let gone =
+        common::eventually(std::time::Duration::from_secs(10), || {
+            let alive: i64 = runtime
+            .block_on(
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_stat_activity WHERE pid = ANY(CAST($1 AS INTEGER[]))",
+                )
+                .bind(format!(
+                    "{{{}}}",
+                    pids.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(",")
+                ))
+                .fetch_one(store.pool()),
+            )
+            .unwrap_or(1);
+            alive == 0
+        });
+    assert!(gone, "the sessions ended");
+    let cut = runtime.block_on(store.update_stages(&keys[1], vec![skip("while cut")], now));
+    assert!(
+        cut.is_err(),
+        "the write on the cut connection fails: {cut:?}"
+    );
+    let after = runtime.block_on(store.update_stages(&keys[2], vec![skip("after")], now));
+    assert_eq!(
+        after.unwrap(),
+        vec![true],
+        "the next write gets a new connection"
+    );
+    assert_eq!(
+        stage_state(&runtime, &store, &keys[1], "follow_up"),
+        "scheduled"
+    );
+    assert_eq!(
+        stage_state(&runtime, &store, &keys[2], "follow_up"),
+        "skipped"
+    );
 }

@@ -118,8 +118,9 @@ impl std::fmt::Debug for Job {
 }
 
 impl Writer {
-    /// Starts the writing task. It takes connections from `pool` (and keeps
-    /// one out of it while it works).
+    /// Starts the writing task. It takes its connection from `pool` and keeps
+    /// it for itself (the pool opens another in its place) until an error
+    /// or [`Writer::close`].
     pub(super) fn start(pool: AnyPool, backend: Backend) -> Self {
         let (jobs, queue) = mpsc::unbounded_channel();
         tokio::spawn(run(pool, backend, queue));
@@ -183,8 +184,9 @@ async fn run(pool: AnyPool, backend: Backend, mut queue: mpsc::UnboundedReceiver
     }
 }
 
-/// Applies `batch` in one transaction and answers every caller; on failure,
-/// one transaction a write.
+/// Applies `batch` in one transaction and answers every caller. If the
+/// database refused a write's contents, the writes are retried one
+/// transaction each; after any other failure every caller gets the error.
 async fn commit_batch(
     pool: &AnyPool,
     backend: Backend,
