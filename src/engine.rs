@@ -419,11 +419,7 @@ impl Engine {
                             == Some(StageState::Unknown.as_str());
                     let note = after_doubt.then_some(IN_DOUBT_RESEND);
                     let state = self.deliver(order, spec, row, now, note, control).await?;
-                    if state != row.state {
-                        tracing::info!(order = %key, stage = %spec.name, outcome = %state, "stage updated");
-                    }
-                    summary.count(state);
-                    states.insert(spec.name.clone(), state);
+                    settle(key, row, state, &mut states, &mut summary);
                     continue;
                 }
                 Decision::Wait { until, reason } => (row.state, reason.to_string(), until),
@@ -473,11 +469,7 @@ impl Engine {
             // An update that did not apply lost to another instance, which
             // reports what it did.
             let state = if applied { wanted } else { row.state };
-            if state != row.state {
-                tracing::info!(order = %key, stage = %row.stage, outcome = %state, "stage updated");
-            }
-            summary.count(state);
-            states.insert(row.stage.clone(), state);
+            settle(key, row, state, states, summary);
         }
         Ok(())
     }
@@ -905,6 +897,22 @@ impl Engine {
             .await?
             .ok_or_else(|| EngineError::NoOrder(order_id.to_string()))
     }
+}
+
+/// Notes where one stage of an order ended up in this pass: logged if it
+/// changed, counted, and known to the stages evaluated after it.
+fn settle(
+    key: &OrderKey,
+    row: &StageRow,
+    state: StageState,
+    states: &mut HashMap<String, StageState>,
+    summary: &mut TickSummary,
+) {
+    if state != row.state {
+        tracing::info!(order = %key, stage = %row.stage, outcome = %state, "stage updated");
+    }
+    summary.count(state);
+    states.insert(row.stage.clone(), state);
 }
 
 /// Stage changes of one order waiting to be written together.
