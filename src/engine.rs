@@ -651,8 +651,6 @@ impl Engine {
         };
         let entry = NewLogEntry {
             at: now,
-            key: key.clone(),
-            stage: spec.name.clone(),
             to: order.buyer_email.as_str().to_string(),
             message_id: Some(message_id),
             attempt,
@@ -786,8 +784,6 @@ impl Engine {
             let owner = row.claim_owner.clone().unwrap_or_default();
             let entry = NewLogEntry {
                 at: now,
-                key: key.clone(),
-                stage: row.stage.clone(),
                 to,
                 message_id: row.message_id.clone(),
                 attempt: row.attempts,

@@ -92,11 +92,9 @@ fn skip_follow_up(reason: &str) -> StageUpdate {
     }
 }
 
-fn log_entry(key: &OrderKey, stage: &str, status: StageState, detail: &str) -> NewLogEntry {
+fn log_entry(status: StageState, detail: &str) -> NewLogEntry {
     NewLogEntry {
         at: at("2026-12-02T10:00:00Z"),
-        key: key.clone(),
-        stage: stage.into(),
         to: "b@buyer.example".into(),
         message_id: None,
         attempt: 1,
@@ -212,11 +210,11 @@ on_both_backends! {
         let (right, stale_logged, stale_unlogged) = runtime.block_on(async {
             tokio::join!(
                 store.finish_with_log(&keys[0], "me", tokens[0], outcome("shipment", StageState::Sent, "sent"),
-                    log_entry(&keys[0], "shipment", StageState::Sent, "first"), false, now),
+                    log_entry(StageState::Sent, "first"), false, now),
                 store.finish_with_log(&keys[1], "me", tokens[1] + 1, outcome("shipment", StageState::Sent, "sent"),
-                    log_entry(&keys[1], "shipment", StageState::Sent, "second"), true, now),
+                    log_entry(StageState::Sent, "second"), true, now),
                 store.finish_with_log(&keys[2], "someone else", tokens[2], outcome("shipment", StageState::Unknown, "x"),
-                    log_entry(&keys[2], "shipment", StageState::Unknown, "third"), false, now),
+                    log_entry(StageState::Unknown, "third"), false, now),
             )
         });
         assert!(right.unwrap(), "the holder's outcome is recorded");

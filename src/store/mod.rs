@@ -156,12 +156,10 @@ pub struct LogEntry {
     pub message_ref: Option<i64>,
 }
 
-/// A send-log row to write.
+/// A send-log row to write, for the stage whose outcome it goes with.
 #[derive(Debug, Clone)]
 pub struct NewLogEntry {
     pub at: DateTime<Utc>,
-    pub key: OrderKey,
-    pub stage: String,
     pub to: String,
     pub message_id: Option<String>,
     pub attempt: i64,
@@ -174,7 +172,8 @@ pub struct NewLogEntry {
     pub message_ref: Option<i64>,
 }
 
-/// An order due for a look, as [`Store::due_orders`] read it.
+/// An order with its stages as read from the store (by
+/// [`Store::due_orders`]), or why it could not be read.
 #[derive(Debug)]
 pub struct DueOrder {
     /// The stored key, as text (it may be what failed to decode).
@@ -547,36 +546,7 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?;
-        let mut due: Vec<DueOrder> = Vec::new();
-        for row in &rows {
-            let marketplace: String = row.try_get(0)?;
-            let order_id: String = row.try_get(1)?;
-            let same = due
-                .last()
-                .is_some_and(|d| d.marketplace == marketplace && d.order_id == order_id);
-            if !same {
-                due.push(DueOrder {
-                    loaded: decode_order(row).map(|order| (order, Vec::new())),
-                    marketplace,
-                    order_id,
-                });
-            }
-            if let Some(DueOrder {
-                loaded: loaded @ Ok(_),
-                ..
-            }) = due.last_mut()
-            {
-                match decode_stage(row, 16) {
-                    Ok(stage) => {
-                        if let Ok((_, stages)) = loaded {
-                            stages.push(stage);
-                        }
-                    }
-                    Err(e) => *loaded = Err(e),
-                }
-            }
-        }
-        Ok(due)
+        group_by_order(&rows)
     }
 
     /// The earliest moment an open stage wants looking at, if any.
@@ -604,7 +574,10 @@ impl Store {
             .bind(key.order_id.as_str())
             .fetch_all(&self.pool)
             .await?;
-        Ok(group_by_order(&rows)?.pop())
+        group_by_order(&rows)?
+            .pop()
+            .map(|order| order.loaded)
+            .transpose()
     }
 
     /// Finds orders by id on any marketplace (support staff rarely know it).
@@ -1216,21 +1189,36 @@ fn decode_order(row: &AnyRow) -> Result<Order, StoreError> {
 }
 
 /// Orders with their stages from rows of `ORDER_COLUMNS, STAGE_COLUMNS`
-/// that come grouped by order.
-fn group_by_order(rows: &[AnyRow]) -> Result<Vec<(Order, Vec<StageRow>)>, StoreError> {
-    let mut orders: Vec<(Order, Vec<StageRow>)> = Vec::new();
+/// that come grouped by order. Each order is decoded on its own: one that
+/// cannot be read carries its error and leaves the others alone.
+fn group_by_order(rows: &[AnyRow]) -> Result<Vec<DueOrder>, StoreError> {
+    let mut orders: Vec<DueOrder> = Vec::new();
     for row in rows {
-        let stage = decode_stage(row, 16)?;
         let marketplace: String = row.try_get(0)?;
         let order_id: String = row.try_get(1)?;
-        match orders.last_mut() {
-            Some((order, stages))
-                if order.key.marketplace.as_str() == marketplace
-                    && order.key.order_id.as_str() == order_id =>
-            {
-                stages.push(stage)
+        let same = orders
+            .last()
+            .is_some_and(|o| o.marketplace == marketplace && o.order_id == order_id);
+        if !same {
+            orders.push(DueOrder {
+                loaded: decode_order(row).map(|order| (order, Vec::new())),
+                marketplace,
+                order_id,
+            });
+        }
+        if let Some(DueOrder {
+            loaded: loaded @ Ok(_),
+            ..
+        }) = orders.last_mut()
+        {
+            match decode_stage(row, 16) {
+                Ok(stage) => {
+                    if let Ok((_, stages)) = loaded {
+                        stages.push(stage);
+                    }
+                }
+                Err(e) => *loaded = Err(e),
             }
-            _ => orders.push((decode_order(row)?, vec![stage])),
         }
     }
     Ok(orders)

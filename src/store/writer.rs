@@ -353,10 +353,15 @@ async fn apply_run(
 /// `(VALUES (..), (..)) AS v` for `rows` rows of `columns` parameters; the
 /// columns are `v.column1` and on in both databases.
 fn values(backend: Backend, rows: usize, columns: usize) -> String {
-    let rows: Vec<String> = (0..rows)
+    format!("(VALUES {}) AS v", value_rows(backend, rows, columns))
+}
+
+/// `(..), (..)`: `rows` rows of `columns` consecutive parameters.
+fn value_rows(backend: Backend, rows: usize, columns: usize) -> String {
+    (0..rows)
         .map(|r| format!("({})", placeholders(backend, r * columns + 1, columns)))
-        .collect();
-    format!("(VALUES {}) AS v", rows.join(", "))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// The writes of one kind, each with its place in the run.
@@ -437,39 +442,37 @@ async fn finish(
             .into_iter()
             .map(|(i, _)| i)
             .collect();
-    let logged: Vec<&NewLogEntry> = writes
+    let logged: Vec<&FinishWrite> = writes
         .iter()
         .filter(|(i, w)| recorded.contains(i) || w.log_if_fenced)
-        .map(|(_, w)| &w.entry)
+        .map(|(_, w)| *w)
         .collect();
     insert_logs(conn, backend, &logged).await?;
     Ok(recorded)
 }
 
-/// Send-log rows, in one statement.
-pub(super) async fn insert_logs(
+/// The send-log rows of outcomes, in one statement.
+async fn insert_logs(
     conn: &mut AnyConnection,
     backend: Backend,
-    entries: &[&NewLogEntry],
+    writes: &[&FinishWrite],
 ) -> Result<(), StoreError> {
-    if entries.is_empty() {
+    if writes.is_empty() {
         return Ok(());
     }
-    let rows: Vec<String> = (0..entries.len())
-        .map(|r| format!("({})", placeholders(backend, r * 14 + 1, 14)))
-        .collect();
     let sql = format!(
         "INSERT INTO send_log (at, marketplace, order_id, stage, recipient, message_id, attempt, \
          status, smtp_code, smtp_text, detail, duration_ms, subject, message_ref) VALUES {}",
-        rows.join(", ")
+        value_rows(backend, writes.len(), 14)
     );
     let mut query = sqlx::query(&sql);
-    for entry in entries {
+    for w in writes {
+        let entry = &w.entry;
         query = query
             .bind(to_secs(entry.at))
-            .bind(entry.key.marketplace.as_str())
-            .bind(entry.key.order_id.as_str())
-            .bind(entry.stage.as_str())
+            .bind(w.key.marketplace.as_str())
+            .bind(w.key.order_id.as_str())
+            .bind(w.update.stage.as_str())
             .bind(entry.to.as_str())
             .bind(entry.message_id.as_deref())
             .bind(entry.attempt)
@@ -528,13 +531,10 @@ async fn claim(
     if with_message.is_empty() {
         return Ok(won);
     }
-    let rows: Vec<String> = (0..with_message.len())
-        .map(|r| format!("({})", placeholders(backend, r * 8 + 1, 8)))
-        .collect();
     let sql = format!(
         "INSERT INTO messages (marketplace, order_id, stage, message_id, recipient, subject, raw, \
          created_at) VALUES {} RETURNING marketplace, order_id, stage, id",
-        rows.join(", ")
+        value_rows(backend, with_message.len(), 8)
     );
     let mut query = sqlx::query(&sql);
     for (_, w, message) in &with_message {
