@@ -1785,7 +1785,15 @@ fn s5_sqlite_disk_full_while_running_recovers_when_space_returns() {
     let n = size(300, 3000);
     // A slow server keeps the run going while the disk fills.
     let server = SmtpServer::start(&["--data-delay", "0.02"]);
-    let env = Env::new(&smtp_config(server.port, &[], "", "", ""));
+    // A connection that is slow to open on a loaded machine would be retried
+    // after the settling window below; this scenario is about the disk.
+    let env = Env::new(&smtp_config(
+        server.port,
+        &[("connect_timeout", "\"10s\"")],
+        "",
+        "",
+        "",
+    ));
     let Some(disk) = Tmpfs::mount(&env.path("state"), if full() { "512m" } else { "64m" }) else {
         return;
     };
