@@ -35,6 +35,9 @@ use writer::{ClaimWrite, Done, FinishWrite, UpdateWrite, Write, Writer};
 pub enum StoreError {
     #[error("database: {0}")]
     Database(sqlx::Error),
+    /// From the SQLite connection the send path's writer keeps.
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create {path}: {source}")]
@@ -280,6 +283,16 @@ async fn connection_is_clean(conn: &mut sqlx::AnyConnection, backend: Backend) -
     }
 }
 
+/// Settings of every SQLite connection. WAL lets readers (plan, logs) work
+/// while the daemon writes; the busy timeout turns brief lock contention
+/// into a wait instead of an error.
+const SQLITE_PRAGMAS: [&str; 4] = [
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA busy_timeout = 10000",
+    "PRAGMA synchronous = NORMAL",
+    "PRAGMA foreign_keys = ON",
+];
+
 /// The database handle shared by every command and the daemon.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -310,15 +323,7 @@ impl Store {
             .after_connect(move |conn, _meta| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
-                        // WAL lets readers (plan, logs) work while the daemon
-                        // writes; the busy timeout turns brief lock contention
-                        // into a wait instead of an error.
-                        for pragma in [
-                            "PRAGMA journal_mode = WAL",
-                            "PRAGMA busy_timeout = 10000",
-                            "PRAGMA synchronous = NORMAL",
-                            "PRAGMA foreign_keys = ON",
-                        ] {
+                        for pragma in SQLITE_PRAGMAS {
                             sqlx::query(pragma).execute(&mut *conn).await?;
                         }
                     }
@@ -334,7 +339,7 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        let writer = Writer::start(pool.clone(), backend);
+        let writer = Writer::start(pool.clone(), backend, sqlite_file(url));
         Ok(Self {
             pool,
             backend,
@@ -1104,17 +1109,24 @@ fn stage_upsert_sql(backend: Backend, rows: usize, stages: usize) -> String {
     sql
 }
 
-fn create_sqlite_parent(url: &str) -> Result<(), StoreError> {
-    let path = url
-        .trim_start_matches("sqlite://")
-        .trim_start_matches("sqlite:")
-        .split('?')
-        .next()
-        .unwrap_or("");
+/// The file behind a SQLite URL; `None` for an in-memory database or
+/// another kind of URL.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or("");
     if path.is_empty() || path == ":memory:" {
-        return Ok(());
+        return None;
     }
-    if let Some(parent) = std::path::Path::new(path).parent() {
+    Some(std::path::PathBuf::from(path))
+}
+
+fn create_sqlite_parent(url: &str) -> Result<(), StoreError> {
+    let Some(path) = sqlite_file(url) else {
+        return Ok(());
+    };
+    if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
             std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
                 path: parent.display().to_string(),
