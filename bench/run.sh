@@ -284,6 +284,50 @@ done
 R[send]=$(median "${S[@]}"); R[send_ceil]=$(median "${C[@]}")
 rm -rf "$TMP/db"
 
+# ------------------------- row 1b: the floor of a durable claim per message --
+# Before a message is transmitted, followupd commits its claim (the stage
+# moves to `sending` and the message's bytes are stored), so that a crash
+# can never send it twice; each SMTP session therefore waits for a commit
+# once a message. The sqlite3 shell commits the same claims (the stage's
+# UPDATE and the message's INSERT, at the average message size), one
+# transaction each, in a fresh followupd database holding the due orders.
+# Any sender that commits before DATA and has one message in flight per
+# session is bounded by POOL / (one commit + the SMTP round trips after it);
+# followupd sends MAIL FROM and RCPT TO while the claim commits, leaving
+# DATA and the message, half of smtp-source's four round trips a message.
+floor_run() {
+    rm -rf "$TMP/db"; mkdir -p "$TMP/db"
+    write_config "$TMP/floor.toml" "sqlite://$TMP/db/floor.db" file
+    "$FOLLOWUPD" -c "$TMP/floor.toml" import "$TMP/due.csv" >"$OUT_FILE" 2>&1 || { cat "$OUT_FILE"; die "import for the claim floor failed"; }
+    {
+        echo "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
+        sqlite3 "$TMP/db/floor.db" "SELECT 'BEGIN IMMEDIATE; UPDATE stages SET state = ''sending'', \
+claim_owner = ''bench'', claim_token = claim_token + 1, lease_until = 4000000000, attempts = 1, \
+reason = ''claimed'', message_id = ' || quote(order_id) || ', next_check_at = NULL, updated_at = 1 \
+WHERE marketplace = ' || quote(marketplace) || ' AND order_id = ' || quote(order_id) || ' \
+AND stage = ''shipment'' AND state = ''scheduled''; INSERT INTO messages (marketplace, order_id, \
+stage, message_id, recipient, subject, raw, created_at) VALUES (' || quote(marketplace) || ', ' \
+|| quote(order_id) || ', ''shipment'', ' || quote(order_id) || ', ''buyer@example.com'', \
+''Your order'', zeroblob($MSG_SIZE), 1); COMMIT;' FROM orders"
+    } >"$TMP/claims.sql"
+    timed sqlite3 -bail "$TMP/db/floor.db" ".read $TMP/claims.sql"
+    local n
+    n=$(sqlite3 "$TMP/db/floor.db" "SELECT count(*) FROM stages WHERE state = 'sending'")
+    [ "$n" = "$SEND_N" ] || die "the claim floor claimed $n stages, expected $SEND_N"
+    COMMIT_S=$(calc "$ELAPSED / $SEND_N")
+    log "  sqlite3 claims: $SEND_N commits in $(fmt "$ELAPSED" 2) s = $(fmt "$(calc "$COMMIT_S * 1000000")") us a commit (CPU $CPU s)"
+}
+log "row 1b: $SEND_N claim commits in the sqlite3 shell ($RUNS runs)"
+S=()
+for r in $(seq "$RUNS"); do
+    floor_run
+    S+=("$COMMIT_S")
+done
+R[commit]=$(median "${S[@]}")
+# Per message and session: one commit, then half of smtp-source's time.
+R[floor]=$(calc "$POOL / (${R[commit]} + $POOL / ${R[send_ceil]} / 2)")
+rm -rf "$TMP/db"
+
 # ---------------------------------------------- row 2: import (SQLite) --
 IMPORT_CEIL_SQL="CREATE TABLE orders (order_id TEXT NOT NULL, marketplace TEXT NOT NULL,
  buyer_email TEXT NOT NULL, buyer_name TEXT, product_name TEXT NOT NULL, locale TEXT,
@@ -561,6 +605,8 @@ row "row" "followupd" "ceiling" "ratio" "target" "verdict"
 row "---" "---" "---" "---" "---" "---"
 ratio=$(calc "${R[send]} / ${R[send_ceil]}")
 row "1. send, SQLite (msg/s)" "$(fmt "${R[send]}")" "$(fmt "${R[send_ceil]}") smtp-source" "$(fmt "$ratio" 3)x" ">= 0.8x" "$(verdict "$ratio" 0.8 '>=')"
+ratio=$(calc "${R[floor]} / ${R[send_ceil]}")
+row "1b. bound for a claim committed before DATA (msg/s)" "$(fmt "${R[floor]}") ($(fmt "$(calc "${R[commit]} * 1000000")") us a claim commit, sqlite3)" "$(fmt "${R[send_ceil]}") smtp-source" "$(fmt "$ratio" 3)x" "-" "row 1 reaches $(fmt "$(calc "${R[send]} / ${R[floor]}")" 2)x of it"
 ratio=$(calc "${R[import]} / ${R[import_ceil]}")
 row "2. import, SQLite (rows/s)" "$(fmt "${R[import]}")" "$(fmt "${R[import_ceil]}") sqlite3 .import" "$(fmt "$ratio" 3)x" ">= 0.5x" "$(verdict "$ratio" 0.5 '>=')"
 ratio=$(calc "${R[idle_large]} / ${R[idle_small]}")
