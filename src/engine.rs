@@ -572,8 +572,13 @@ impl Engine {
             .acquire()
             .await
             .map_err(|_| EngineError::Store(StoreError::Closed))?;
-        let will_send = composed.as_ref().is_ok_and(|p| p.is_clean());
-        if will_send {
+        // The message to transmit: composed, and clean of forbidden words.
+        let outgoing = composed
+            .as_ref()
+            .ok()
+            .filter(|p| p.is_clean())
+            .map(|p| &p.outgoing);
+        if outgoing.is_some() {
             self.transport.pace().await;
         }
         if control.stopping() {
@@ -590,12 +595,12 @@ impl Engine {
             claimed
         };
         let sending = async {
-            match &composed {
-                Ok(preview) if preview.is_clean() => {
+            match outgoing {
+                Some(out) => {
                     let go = async { released.await.unwrap_or(false) };
-                    Some(self.send(&preview.outgoing, attempt, now, go).await)
+                    Some(self.send(out, attempt, now, go).await)
                 }
-                _ => None,
+                None => None,
             }
         };
         let (claimed, sent) = tokio::join!(claiming, sending);

@@ -8,7 +8,7 @@
 //! that only the pool's connections can see, keep a sqlx connection taken
 //! from the pool.
 
-use sqlx::{AnyConnection, AnyPool, Connection, Executor, Row};
+use sqlx::{AnyConnection, AnyPool, Connection, Row};
 
 use super::RowKey;
 use crate::store::{StoreError, SQLITE_PRAGMAS};
@@ -39,9 +39,6 @@ pub(super) trait WriteConnection: Sized {
     type Source;
 
     async fn open(source: &Self::Source) -> Result<Self, StoreError>;
-    /// Starts a transaction that holds the write lock from the start.
-    async fn begin(&mut self) -> Result<(), StoreError>;
-    async fn commit(&mut self) -> Result<(), StoreError>;
     /// Runs one statement and returns the rows it returned.
     async fn run(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Returned>, StoreError>;
     async fn close(self);
@@ -53,20 +50,6 @@ impl WriteConnection for AnyConnection {
     async fn open(pool: &AnyPool) -> Result<Self, StoreError> {
         // Kept for the writer alone; the pool opens another in its place.
         Ok(pool.acquire().await?.detach())
-    }
-
-    async fn begin(&mut self) -> Result<(), StoreError> {
-        let begin = match self.backend_name() {
-            "SQLite" => "BEGIN IMMEDIATE",
-            _ => "BEGIN",
-        };
-        self.execute(begin).await?;
-        Ok(())
-    }
-
-    async fn commit(&mut self) -> Result<(), StoreError> {
-        self.execute("COMMIT").await?;
-        Ok(())
     }
 
     async fn run(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Returned>, StoreError> {
@@ -117,16 +100,6 @@ impl WriteConnection for rusqlite::Connection {
         }
         conn.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
         Ok(conn)
-    }
-
-    async fn begin(&mut self) -> Result<(), StoreError> {
-        self.execute_batch("BEGIN IMMEDIATE")?;
-        Ok(())
-    }
-
-    async fn commit(&mut self) -> Result<(), StoreError> {
-        self.execute_batch("COMMIT")?;
-        Ok(())
     }
 
     async fn run(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Returned>, StoreError> {

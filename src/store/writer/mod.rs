@@ -278,9 +278,15 @@ impl<C: WriteConnection> Committer<C> {
             none => none.insert(C::open(&self.source).await?),
         };
         let result = async {
-            conn.begin().await?;
+            // SQLite: take the write lock at once rather than on the first
+            // write, which could fail instead of waiting.
+            let begin = match self.backend {
+                Backend::Sqlite => "BEGIN IMMEDIATE",
+                Backend::Postgres => "BEGIN",
+            };
+            conn.run(begin, &[]).await?;
             let done = apply_writes(conn, self.backend, writes).await?;
-            conn.commit().await?;
+            conn.run("COMMIT", &[]).await?;
             Ok(done)
         }
         .await;

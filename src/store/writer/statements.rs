@@ -106,6 +106,22 @@ async fn returned<C: WriteConnection, W>(
         .collect())
 }
 
+/// Runs `sql` and returns the places of the writes whose stage rows it
+/// returned.
+async fn touched<C: WriteConnection, W>(
+    conn: &mut C,
+    sql: &str,
+    params: &[Param<'_>],
+    writes: &Indexed<'_, W>,
+    row_of: impl Fn(&W) -> RowKey,
+) -> Result<HashSet<usize>, StoreError> {
+    Ok(returned(conn, sql, params, writes, row_of)
+        .await?
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect())
+}
+
 /// Matches a stage row against `v.column1` to `v.column3` (its key).
 const SAME_STAGE: &str = "stages.marketplace = v.column1 AND stages.order_id = v.column2 \
     AND stages.stage = v.column3";
@@ -155,13 +171,10 @@ async fn finish<C: WriteConnection>(
         params.push(Param::Text(Some(w.owner.as_str())));
         params.push(Param::Int(Some(w.token)));
     }
-    let recorded: HashSet<usize> = returned(conn, &sql, &params, writes, |w| {
+    let recorded = touched(conn, &sql, &params, writes, |w| {
         row_key(&w.key, &w.update.stage)
     })
-    .await?
-    .into_iter()
-    .map(|(i, _)| i)
-    .collect();
+    .await?;
     let logged: Vec<&FinishWrite> = writes
         .iter()
         .filter(|(i, w)| recorded.contains(i) || w.log_if_fenced)
@@ -301,13 +314,10 @@ async fn update<C: WriteConnection>(
         params.push(Param::Text(Some(w.update.expected.as_str())));
         params.push(Param::Text(w.update.message_id.as_deref()));
     }
-    Ok(returned(conn, &sql, &params, writes, |w| {
+    touched(conn, &sql, &params, writes, |w| {
         row_key(&w.key, &w.update.stage)
     })
-    .await?
-    .into_iter()
-    .map(|(i, _)| i)
-    .collect())
+    .await
 }
 
 /// The fourth column of a returned row, which the statement asked for.
