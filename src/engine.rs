@@ -33,8 +33,10 @@ const IMPORT_BATCH: usize = 5_000;
 /// The reason (and log note) of a stage re-sent after an in-doubt attempt.
 const IN_DOUBT_RESEND: &str = "re-send of an in-doubt attempt (on_unknown = resend)";
 
-/// Orders looked at per scheduling query.
-const CHECK_BATCH: i64 = 500;
+/// Due stages looked at per scheduling query (their orders are loaded
+/// whole: up to this many orders, at least this many divided by the number
+/// of stages).
+const CHECK_BATCH: i64 = 1_000;
 
 /// Orders worked on at once, per message the transport may have in flight.
 /// Most orders in a pass only need their next check written, which costs no
@@ -316,59 +318,88 @@ impl Engine {
     /// starting new sends as soon as `control` says so (sends under way
     /// finish), and calls its heartbeat after each order so a watchdog sees
     /// progress.
+    ///
+    /// Orders are read in batches and worked on as one stream: the next
+    /// batch is read while the last orders of the one before are still
+    /// being sent, so the SMTP sessions never stand idle between batches.
+    /// An order read again while it is still being worked on (or after)
+    /// is skipped; the pass ends when a batch holds no order it has not
+    /// seen.
     pub async fn run_due(
         &self,
         now: DateTime<Utc>,
         control: &TickControl,
     ) -> Result<TickSummary, EngineError> {
-        let mut summary = TickSummary::default();
-        let mut seen: HashSet<(String, String)> = HashSet::new();
-        loop {
-            let batch = self.store.due_orders(now, CHECK_BATCH).await?;
-            let mut fresh: Vec<(Order, Vec<StageRow>)> = Vec::new();
-            let mut new = 0;
-            for due in batch {
-                if !seen.insert((due.marketplace.clone(), due.order_id.clone())) {
-                    continue;
+        let unreadable = std::cell::Cell::new(0u64);
+        let unreadable = &unreadable;
+        let batches = futures_util::stream::unfold(
+            Some(HashSet::<(String, String)>::new()),
+            |seen| async move {
+                let mut seen = seen?;
+                if control.stopping() {
+                    return None;
                 }
-                new += 1;
-                match due.loaded {
-                    Ok(order) => fresh.push(order),
-                    Err(e) => {
-                        // One unreadable order must not stop the others.
-                        tracing::error!(order = %format!("{}/{}", due.marketplace, due.order_id), error = %e, "order could not be processed");
-                        summary.errors += 1;
+                let batch = match self.store.due_orders(now, CHECK_BATCH).await {
+                    Ok(batch) => batch,
+                    // Stops the pass once the orders under way are done.
+                    Err(e) => return Some((vec![Err(EngineError::from(e))], None)),
+                };
+                let mut fresh = Vec::new();
+                let mut new = 0;
+                for due in batch {
+                    if !seen.insert((due.marketplace.clone(), due.order_id.clone())) {
+                        continue;
+                    }
+                    new += 1;
+                    match due.loaded {
+                        Ok(order) => fresh.push(Ok(order)),
+                        Err(e) => {
+                            // One unreadable order must not stop the others.
+                            tracing::error!(order = %format!("{}/{}", due.marketplace, due.order_id), error = %e, "order could not be processed");
+                            unreadable.set(unreadable.get() + 1);
+                        }
                     }
                 }
-            }
-            if new == 0 || control.stopping() {
-                break;
-            }
-            // Orders are independent, so many are worked on at once; the
-            // send slots bound how many messages are in flight.
-            let results: Vec<(OrderKey, Result<TickSummary, EngineError>)> =
-                futures_util::stream::iter(fresh)
-                    .take_while(|_| std::future::ready(!control.stopping()))
-                    .map(|(order, rows)| async move {
-                        let result = self.process_order(&order, &rows, now, control).await;
-                        control.beat();
-                        (order.key, result)
-                    })
-                    .buffer_unordered(self.transport.concurrency() * ORDERS_PER_SEND_SLOT)
-                    .collect()
-                    .await;
-            for (key, result) in results {
-                match result {
-                    Ok(s) => summary.add(&s),
-                    Err(e) => {
-                        // One bad order must not stop the others.
-                        tracing::error!(order = %key, error = %e, "order could not be processed");
-                        summary.errors += 1;
-                    }
+                (new > 0).then_some((fresh, Some(seen)))
+            },
+        );
+        // Orders are independent, so many are worked on at once; the send
+        // slots bound how many messages are in flight.
+        let results: Vec<(Option<OrderKey>, Result<TickSummary, EngineError>)> = batches
+            .flat_map(futures_util::stream::iter)
+            .take_while(|_| std::future::ready(!control.stopping()))
+            .map(|work| async move {
+                let (order, rows) = match work {
+                    Ok(work) => work,
+                    Err(e) => return (None, Err(e)),
+                };
+                let result = self.process_order(&order, &rows, now, control).await;
+                control.beat();
+                (Some(order.key), result)
+            })
+            .buffer_unordered(self.transport.concurrency() * ORDERS_PER_SEND_SLOT)
+            .collect()
+            .await;
+        let mut summary = TickSummary {
+            errors: unreadable.get(),
+            ..TickSummary::default()
+        };
+        let mut failed_reading = None;
+        for (key, result) in results {
+            match (key, result) {
+                (_, Ok(s)) => summary.add(&s),
+                (Some(key), Err(e)) => {
+                    // One bad order must not stop the others.
+                    tracing::error!(order = %key, error = %e, "order could not be processed");
+                    summary.errors += 1;
                 }
+                (None, Err(e)) => failed_reading = Some(e),
             }
         }
-        Ok(summary)
+        match failed_reading {
+            Some(e) => Err(e),
+            None => Ok(summary),
+        }
     }
 
     /// Evaluates and acts on every open stage of one order, as read with
@@ -481,39 +512,31 @@ impl Engine {
         stage: &str,
         now: DateTime<Utc>,
     ) -> Result<Preview, ComposeError> {
-        let sender = self.config.sender_for(order.key.marketplace.as_str());
-        let zone = schedule::buyer_zone(order, &self.config.rules);
-        let context = render::context(order, sender, stage, zone);
-        let locale = order.locale.as_ref().map(|l| l.as_str());
-        let rendered = self.templates.render(stage, locale, &context)?;
-        let fields = order.text_fields();
-        let findings = self
-            .templates
-            .lint(stage, &rendered, &self.config.forbidden, &fields)?;
-        let outgoing = message::build(order, sender, stage, &rendered, now)?;
-        let order_links: Vec<&str> = [&order.order_url, &order.tracking_url, &order.review_url]
-            .into_iter()
-            .flatten()
-            .map(|l| l.as_str())
-            .collect();
-        let violations = crate::policy::check(
-            &sender.policy,
-            &crate::policy::MessageParts {
-                subject: &rendered.subject,
-                text: &rendered.text,
-                html: rendered.html.as_deref(),
-                html_text: rendered.html_text.as_deref(),
-                raw: &outgoing.raw,
-                order_id: order.key.order_id.as_str(),
-                order_links: &order_links,
-            },
-        );
-        Ok(Preview {
-            outgoing,
-            rendered,
-            findings,
-            violations,
-        })
+        compose(&self.config, &self.templates, order, stage, now)
+    }
+
+    /// [`Engine::compose`] on a worker thread of the runtime. A pass
+    /// composes many messages while its SMTP sessions wait for replies;
+    /// composing on the thread that drives those sessions would hold each
+    /// reply back for as long as the message being composed takes.
+    async fn compose_in_worker(
+        &self,
+        order: &Order,
+        stage: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Preview, ComposeError> {
+        let (config, templates) = (Arc::clone(&self.config), Arc::clone(&self.templates));
+        let (owned_order, owned_stage) = (order.clone(), stage.to_string());
+        let composing =
+            tokio::spawn(
+                async move { compose(&config, &templates, &owned_order, &owned_stage, now) },
+            );
+        match composing.await {
+            Ok(preview) => preview,
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            // Cancelled: the runtime is shutting down; compose right here.
+            Err(_) => self.compose(order, stage, now),
+        }
     }
 
     /// Composes, lints, claims and sends one stage, recording every step.
@@ -540,7 +563,7 @@ impl Engine {
     ) -> Result<StageState, EngineError> {
         let key = &order.key;
         let attempt = row.attempts + 1;
-        let composed = self.compose(order, &spec.name, now);
+        let composed = self.compose_in_worker(order, &spec.name, now).await;
         let message_id = match &composed {
             Ok(preview) => preview.outgoing.message_id.clone(),
             Err(_) => {
@@ -961,6 +984,47 @@ impl Outcome {
             duration_ms: None,
         }
     }
+}
+
+/// Renders, lints and builds one stage's message.
+fn compose(
+    config: &Config,
+    templates: &Templates,
+    order: &Order,
+    stage: &str,
+    now: DateTime<Utc>,
+) -> Result<Preview, ComposeError> {
+    let sender = config.sender_for(order.key.marketplace.as_str());
+    let zone = schedule::buyer_zone(order, &config.rules);
+    let context = render::context(order, sender, stage, zone);
+    let locale = order.locale.as_ref().map(|l| l.as_str());
+    let rendered = templates.render(stage, locale, &context)?;
+    let fields = order.text_fields();
+    let findings = templates.lint(stage, &rendered, &config.forbidden, &fields)?;
+    let outgoing = message::build(order, sender, stage, &rendered, now)?;
+    let order_links: Vec<&str> = [&order.order_url, &order.tracking_url, &order.review_url]
+        .into_iter()
+        .flatten()
+        .map(|l| l.as_str())
+        .collect();
+    let violations = crate::policy::check(
+        &sender.policy,
+        &crate::policy::MessageParts {
+            subject: &rendered.subject,
+            text: &rendered.text,
+            html: rendered.html.as_deref(),
+            html_text: rendered.html_text.as_deref(),
+            raw: &outgoing.raw,
+            order_id: order.key.order_id.as_str(),
+            order_links: &order_links,
+        },
+    );
+    Ok(Preview {
+        outgoing,
+        rendered,
+        findings,
+        violations,
+    })
 }
 
 /// Why a message could not be composed.

@@ -528,10 +528,14 @@ impl Store {
         Ok(())
     }
 
-    /// Up to `limit` orders with an open stage the scheduler should look at
-    /// by `now`, earliest first, each with all its stage rows: one query for
-    /// the whole batch. Each order is decoded on its own, so one that cannot
-    /// be read (a hand-edited row, say) is reported without hiding the rest.
+    /// The orders of the `limit` open stages the scheduler should look at
+    /// earliest by `now`, each with all its stage rows: one query for the
+    /// whole batch. The stages are read as a range of `stages_open_by_check`
+    /// that stops after `limit` entries, so a batch costs the same however
+    /// many stages are due or stored (grouping every due stage by order
+    /// first read the whole table on every batch). Each order is decoded on
+    /// its own, so one that cannot be read (a hand-edited row, say) is
+    /// reported without hiding the rest.
     pub async fn due_orders(
         &self,
         now: DateTime<Utc>,
@@ -539,9 +543,11 @@ impl Store {
     ) -> Result<Vec<DueOrder>, StoreError> {
         let sql = format!(
             "SELECT {ORDER_COLUMNS}, {STAGE_COLUMNS} FROM ( \
-             SELECT marketplace, order_id, MIN(next_check_at) AS first_check FROM stages \
+             SELECT marketplace, order_id, MIN(next_check_at) AS first_check FROM ( \
+             SELECT marketplace, order_id, next_check_at FROM stages \
              WHERE state IN ('scheduled', 'retrying') AND next_check_at <= $1 \
-             GROUP BY marketplace, order_id ORDER BY first_check LIMIT $2) d \
+             ORDER BY next_check_at LIMIT $2) due \
+             GROUP BY marketplace, order_id) d \
              JOIN orders o ON o.marketplace = d.marketplace AND o.order_id = d.order_id \
              JOIN stages s ON s.marketplace = d.marketplace AND s.order_id = d.order_id \
              ORDER BY d.first_check, d.marketplace, d.order_id"
