@@ -397,3 +397,42 @@ fn after_its_connection_is_cut_the_writer_fails_that_batch_and_carries_on() {
         "skipped"
     );
 }
+
+/// On a SQLite file the log is copied into the database file by a thread
+/// of its own (`store::writer::checkpoint`), soon after commits, so the
+/// writer's own checkpoints (and the claims stalled behind their syncs) are
+/// rare. In WAL mode nothing but a checkpoint writes the database file, so
+/// that file growing by what was committed, long before the writer's
+/// limit of 4,000 log pages, shows the background checkpoints at work.
+#[test]
+fn committed_pages_reach_the_database_file_without_the_writer_checkpointing() {
+    let (env, runtime, store, keys) = setup(100);
+    let database = env.path("state/test.db");
+    let size = || std::fs::metadata(&database).expect("database file").len();
+    let before = size();
+    let now = at("2026-12-02T10:00:00Z");
+    // 100 messages of 16 KB: about 400 pages, a tenth of the writer's limit.
+    let body = "x".repeat(16 * 1024);
+    for (i, key) in keys.iter().enumerate() {
+        let id = format!("m{i}@shop.example");
+        let stored = NewMessage {
+            raw: format!("Message-ID: <{id}>\r\n\r\n{body}\r\n").into_bytes(),
+            ..message(&id)
+        };
+        runtime
+            .block_on(store.claim_and_store(key, claim("shipment", "me", &id), Some(stored), now))
+            .expect("claim commits")
+            .expect("claim is won");
+    }
+    let wanted = before + 100 * 16 * 1024;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() < wanted && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        size() >= wanted,
+        "the database file stayed at {} bytes (was {before}); the committed messages \
+         are still only in the log",
+        size()
+    );
+}

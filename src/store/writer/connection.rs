@@ -8,8 +8,11 @@
 //! that only the pool's connections can see, keep a sqlx connection taken
 //! from the pool.
 
+use std::path::{Path, PathBuf};
+
 use sqlx::{AnyConnection, AnyPool, Connection, Row};
 
+use super::checkpoint::{Checkpointer, WRITER_LIMIT_PAGES};
 use super::RowKey;
 use crate::store::{StoreError, SQLITE_PRAGMAS};
 
@@ -42,6 +45,8 @@ pub(super) trait WriteConnection: Sized {
     /// Runs one statement and returns the rows it returned.
     async fn run(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Returned>, StoreError>;
     async fn close(self);
+    /// Hears that a transaction was committed on a connection from `source`.
+    fn committed(_source: &Self::Source) {}
 }
 
 impl WriteConnection for AnyConnection {
@@ -85,19 +90,32 @@ impl WriteConnection for AnyConnection {
 /// write and the batch size, so a busy send run uses a few dozen.
 const PREPARED_STATEMENTS: usize = 256;
 
-impl WriteConnection for rusqlite::Connection {
-    type Source = std::path::PathBuf;
+/// A SQLite database file, and the thread that checkpoints its log.
+pub(super) struct SqliteFile {
+    pub path: PathBuf,
+    pub checkpointer: Option<Checkpointer>,
+}
 
-    async fn open(path: &std::path::PathBuf) -> Result<Self, StoreError> {
-        let conn = rusqlite::Connection::open(path)?;
-        for pragma in SQLITE_PRAGMAS {
-            // `journal_mode` answers with a row; the others with none.
-            conn.query_row(pragma, [], |_| Ok(()))
-                .or_else(|e| match e {
-                    rusqlite::Error::QueryReturnedNoRows => Ok(()),
-                    other => Err(other),
-                })?;
-        }
+/// Opens a plain connection to a SQLite file with followupd's settings.
+pub(super) fn open_sqlite(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+    let conn = rusqlite::Connection::open(path)?;
+    for pragma in SQLITE_PRAGMAS {
+        // `journal_mode` answers with a row; the others with none.
+        conn.query_row(pragma, [], |_| Ok(()))
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(()),
+                other => Err(other),
+            })?;
+    }
+    Ok(conn)
+}
+
+impl WriteConnection for rusqlite::Connection {
+    type Source = SqliteFile;
+
+    async fn open(file: &SqliteFile) -> Result<Self, StoreError> {
+        let conn = open_sqlite(&file.path)?;
+        conn.pragma_update(None, "wal_autocheckpoint", WRITER_LIMIT_PAGES)?;
         conn.set_prepared_statement_cache_capacity(PREPARED_STATEMENTS);
         Ok(conn)
     }
@@ -118,6 +136,12 @@ impl WriteConnection for rusqlite::Connection {
 
     async fn close(self) {
         let _ = rusqlite::Connection::close(self);
+    }
+
+    fn committed(file: &SqliteFile) {
+        if let Some(checkpointer) = &file.checkpointer {
+            checkpointer.committed();
+        }
     }
 }
 

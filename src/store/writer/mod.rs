@@ -29,9 +29,10 @@ use tokio::sync::{mpsc, oneshot};
 use super::StoreError;
 use super::{Backend, Claim, NewLogEntry, NewMessage, StageUpdate};
 use crate::order::OrderKey;
-use connection::WriteConnection;
+use connection::{SqliteFile, WriteConnection};
 use statements::apply_writes;
 
+mod checkpoint;
 mod connection;
 mod statements;
 
@@ -132,7 +133,11 @@ impl Writer {
         let (jobs, queue) = mpsc::unbounded_channel();
         match sqlite_file {
             Some(path) => {
-                let committer = Committer::<rusqlite::Connection>::new(path, backend);
+                let file = SqliteFile {
+                    checkpointer: checkpoint::Checkpointer::start(path.clone()),
+                    path,
+                };
+                let committer = Committer::<rusqlite::Connection>::new(file, backend);
                 let spawned = std::thread::Builder::new()
                     .name("followupd-writer".into())
                     .spawn(move || {
@@ -287,6 +292,7 @@ impl<C: WriteConnection> Committer<C> {
             conn.run(begin, &[]).await?;
             let done = apply_writes(conn, self.backend, writes).await?;
             conn.run("COMMIT", &[]).await?;
+            C::committed(&self.source);
             Ok(done)
         }
         .await;
