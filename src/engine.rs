@@ -323,51 +323,64 @@ impl Engine {
     /// batch is read while the last orders of the one before are still
     /// being sent, so the SMTP sessions never stand idle between batches.
     /// An order read again while it is still being worked on (or after)
-    /// is skipped; the pass ends when a batch holds no order it has not
-    /// seen.
+    /// is skipped. A batch with no order not seen before ends the pass only
+    /// once nothing is under way: until then the due stages of the orders
+    /// in flight can fill a batch and hide orders behind them, so the batch
+    /// is read again when those are done.
     pub async fn run_due(
         &self,
         now: DateTime<Utc>,
         control: &TickControl,
     ) -> Result<TickSummary, EngineError> {
-        let unreadable = std::cell::Cell::new(0u64);
-        let unreadable = &unreadable;
+        use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+        let unreadable = &AtomicU64::new(0);
+        let in_flight = &AtomicUsize::new(0);
+        let drained = &tokio::sync::Notify::new();
         let batches = futures_util::stream::unfold(
             Some(HashSet::<(String, String)>::new()),
             |seen| async move {
                 let mut seen = seen?;
-                if control.stopping() {
-                    return None;
-                }
-                let batch = match self.store.due_orders(now, CHECK_BATCH).await {
-                    Ok(batch) => batch,
-                    // Stops the pass once the orders under way are done.
-                    Err(e) => return Some((vec![Err(EngineError::from(e))], None)),
-                };
-                let mut fresh = Vec::new();
-                let mut new = 0;
-                for due in batch {
-                    if !seen.insert((due.marketplace.clone(), due.order_id.clone())) {
-                        continue;
+                loop {
+                    if control.stopping() {
+                        return None;
                     }
-                    new += 1;
-                    match due.loaded {
-                        Ok(order) => fresh.push(Ok(order)),
-                        Err(e) => {
-                            // One unreadable order must not stop the others.
-                            tracing::error!(order = %format!("{}/{}", due.marketplace, due.order_id), error = %e, "order could not be processed");
-                            unreadable.set(unreadable.get() + 1);
+                    let batch = match self.store.due_orders(now, CHECK_BATCH).await {
+                        Ok(batch) => batch,
+                        // Stops the pass once the orders under way are done.
+                        Err(e) => return Some((vec![Err(EngineError::from(e))], None)),
+                    };
+                    let mut fresh = Vec::new();
+                    let mut new = 0;
+                    for due in batch {
+                        if !seen.insert((due.marketplace.clone(), due.order_id.clone())) {
+                            continue;
+                        }
+                        new += 1;
+                        match due.loaded {
+                            Ok(order) => fresh.push(Ok(order)),
+                            Err(e) => {
+                                // One unreadable order must not stop the others.
+                                tracing::error!(order = %format!("{}/{}", due.marketplace, due.order_id), error = %e, "order could not be processed");
+                                unreadable.fetch_add(1, Ordering::Relaxed);
+                            }
                         }
                     }
+                    if new > 0 {
+                        in_flight.fetch_add(fresh.len(), Ordering::SeqCst);
+                        return Some((fresh, Some(seen)));
+                    }
+                    if in_flight.load(Ordering::SeqCst) == 0 {
+                        return None;
+                    }
+                    drained.notified().await;
                 }
-                (new > 0).then_some((fresh, Some(seen)))
             },
         );
         // Orders are independent, so many are worked on at once; the send
         // slots bound how many messages are in flight.
-        let results: Vec<(Option<OrderKey>, Result<TickSummary, EngineError>)> = batches
+        let results = batches
             .flat_map(futures_util::stream::iter)
-            .take_while(|_| std::future::ready(!control.stopping()))
+            .take_while(|work| std::future::ready(work.is_err() || !control.stopping()))
             .map(|work| async move {
                 let (order, rows) = match work {
                     Ok(work) => work,
@@ -375,17 +388,16 @@ impl Engine {
                 };
                 let result = self.process_order(&order, &rows, now, control).await;
                 control.beat();
+                if in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+                    drained.notify_one();
+                }
                 (Some(order.key), result)
             })
-            .buffer_unordered(self.transport.concurrency() * ORDERS_PER_SEND_SLOT)
-            .collect()
-            .await;
-        let mut summary = TickSummary {
-            errors: unreadable.get(),
-            ..TickSummary::default()
-        };
+            .buffer_unordered(self.transport.concurrency() * ORDERS_PER_SEND_SLOT);
+        let mut results = std::pin::pin!(results);
+        let mut summary = TickSummary::default();
         let mut failed_reading = None;
-        for (key, result) in results {
+        while let Some((key, result)) = results.next().await {
             match (key, result) {
                 (_, Ok(s)) => summary.add(&s),
                 (Some(key), Err(e)) => {
@@ -396,6 +408,7 @@ impl Engine {
                 (None, Err(e)) => failed_reading = Some(e),
             }
         }
+        summary.errors += unreadable.load(Ordering::Relaxed);
         match failed_reading {
             Some(e) => Err(e),
             None => Ok(summary),
@@ -515,7 +528,8 @@ impl Engine {
         compose(&self.config, &self.templates, order, stage, now)
     }
 
-    /// [`Engine::compose`] on a worker thread of the runtime. A pass
+    /// [`Engine::compose`] as a task of its own, which a multi-threaded
+    /// runtime runs on one of its worker threads. A pass
     /// composes many messages while its SMTP sessions wait for replies;
     /// composing on the thread that drives those sessions would hold each
     /// reply back for as long as the message being composed takes.

@@ -594,3 +594,25 @@ fn sends_are_paced_by_max_per_minute() {
         "the seventh message went out after {elapsed:?}, before the limit allowed"
     );
 }
+
+/// A pass reads the next batch of due orders while earlier ones are still
+/// being sent. With many sessions, the due stages of the orders in flight
+/// can fill a whole batch (1,000 stages); the pass must then wait for them
+/// and read again, not end with orders behind them unsent.
+#[test]
+fn one_tick_sends_every_due_order_when_orders_in_flight_fill_a_batch() {
+    let server = SmtpServer::start(&[]);
+    // 32 sessions keep 512 orders (1,536 due stages) in flight at once.
+    let env = smtp_env(server.port, "pool_size = 32", "");
+    let orders = 1_200;
+    let mut csv = CSV_HEADER.to_string();
+    for i in 0..orders {
+        csv.push_str(&format!(
+            "F{i},f{i}@buyer.example,,Mug,,2026-12-01T10:00:00Z,,,,,\n"
+        ));
+    }
+    assert!(env.import_csv("orders.csv", &csv).status.success());
+    let out = env.ok(&["tick", "--now", DUE]);
+    assert!(out.starts_with(&format!("sent {orders},")), "{out}");
+    assert_eq!(server.received().len(), orders);
+}

@@ -34,11 +34,12 @@ const PAUSE: Duration = Duration::from_millis(20);
 #[derive(Debug)]
 pub(super) struct Checkpointer {
     commits: Sender<()>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl Checkpointer {
-    /// Starts the checkpointing thread for the database at `path`; it ends
-    /// when the handle is dropped. `None` if the thread cannot be started
+    /// Starts the checkpointing thread for the database at `path`; it runs
+    /// until [`Checkpointer::stop`]. `None` if the thread cannot be started
     /// (the writer's own limit then does all checkpoints).
     pub(super) fn start(path: PathBuf) -> Option<Self> {
         let (commits, heard) = channel();
@@ -46,7 +47,7 @@ impl Checkpointer {
             .name("followupd-checkpoint".into())
             .spawn(move || keep_checkpointing(&path, &heard));
         match spawned {
-            Ok(_) => Some(Self { commits }),
+            Ok(thread) => Some(Self { commits, thread }),
             Err(error) => {
                 tracing::warn!(%error, "cannot start the checkpoint thread");
                 None
@@ -58,21 +59,39 @@ impl Checkpointer {
     pub(super) fn committed(&self) {
         let _ = self.commits.send(());
     }
+
+    /// Lets the thread finish what it is doing, close its connection and
+    /// end; returns once it has, so a closed store leaves no connection
+    /// behind.
+    pub(super) fn stop(self) {
+        drop(self.commits);
+        if self.thread.join().is_err() {
+            tracing::warn!("the checkpoint thread panicked");
+        }
+    }
 }
 
 fn keep_checkpointing(path: &Path, commits: &Receiver<()>) {
     let mut conn = None;
-    // Sleeps until the writer commits; ends when the writer has gone.
+    let mut failing = false;
+    // Sleeps until the writer commits; ends when the writer stops.
     while commits.recv().is_ok() {
         while commits.try_recv().is_ok() {}
         let result = match &conn {
             Some(conn) => checkpoint(conn),
             None => open_sqlite(path).and_then(|opened| checkpoint(conn.insert(opened))),
         };
-        if let Err(error) = result {
-            // The writer's own checkpoints keep the log bounded meanwhile.
-            tracing::debug!(%error, "background checkpoint failed");
-            conn = None;
+        match result {
+            Ok(()) => failing = false,
+            Err(error) => {
+                // The writer's own checkpoints keep the log bounded
+                // meanwhile; said once per run of failures, not per commit.
+                if !failing {
+                    tracing::warn!(%error, "background checkpoint failed; the writer checkpoints the log itself until it works again");
+                }
+                failing = true;
+                conn = None;
+            }
         }
         std::thread::sleep(PAUSE);
     }

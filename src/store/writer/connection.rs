@@ -47,6 +47,9 @@ pub(super) trait WriteConnection: Sized {
     async fn close(self);
     /// Hears that a transaction was committed on a connection from `source`.
     fn committed(_source: &Self::Source) {}
+    /// Stops whatever `source` runs beside the writer; called once, when
+    /// the writer stops.
+    fn stop(_source: &mut Self::Source) {}
 }
 
 impl WriteConnection for AnyConnection {
@@ -141,6 +144,12 @@ impl WriteConnection for rusqlite::Connection {
     fn committed(file: &SqliteFile) {
         if let Some(checkpointer) = &file.checkpointer {
             checkpointer.committed();
+        }
+    }
+
+    fn stop(file: &mut SqliteFile) {
+        if let Some(checkpointer) = file.checkpointer.take() {
+            checkpointer.stop();
         }
     }
 }

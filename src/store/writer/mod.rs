@@ -215,6 +215,7 @@ async fn run<C: WriteConnection>(
         }
     }
     committer.disconnect().await;
+    C::stop(&mut committer.source);
     if let Some(reply) = closing {
         let _ = reply.send(());
     }
