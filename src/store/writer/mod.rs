@@ -244,7 +244,17 @@ impl<C: WriteConnection> Committer<C> {
     /// error.
     async fn commit_batch(&mut self, batch: Vec<Pending>) {
         let writes: Vec<&Write> = batch.iter().map(|(w, _)| w.as_ref()).collect();
-        match self.transaction(&writes).await {
+        let mut result = self.transaction(&writes).await;
+        for _ in 0..CONFLICT_RETRIES {
+            match &result {
+                Err(error) if lost_a_conflict(error) => {
+                    tracing::debug!(%error, writes = writes.len(), "batch rolled back by a lock conflict; trying again");
+                    result = self.transaction(&writes).await;
+                }
+                _ => break,
+            }
+        }
+        match result {
             Ok(done) => {
                 for ((_, reply), done) in batch.into_iter().zip(done) {
                     let _ = reply.send(Ok(done));
@@ -307,6 +317,23 @@ impl<C: WriteConnection> Committer<C> {
         if let Some(conn) = self.conn.take() {
             conn.close().await;
         }
+    }
+}
+
+/// How many times a batch that lost a lock conflict is tried again.
+const CONFLICT_RETRIES: usize = 3;
+
+/// Whether PostgreSQL rolled the transaction back to resolve a lock
+/// conflict (a deadlock, for example with the lease renewal, which updates
+/// the same `sending` rows in another order) or a serialization failure.
+/// Nothing of it was committed, so it can simply be run again; failing it
+/// instead would leave the outcomes of sends that did happen unrecorded.
+fn lost_a_conflict(error: &StoreError) -> bool {
+    match error {
+        StoreError::Database(sqlx::Error::Database(db)) => {
+            matches!(db.code().as_deref(), Some("40P01" | "40001"))
+        }
+        _ => false,
     }
 }
 
