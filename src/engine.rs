@@ -349,22 +349,7 @@ impl Engine {
                         // Stops the pass once the orders under way are done.
                         Err(e) => return Some((vec![Err(EngineError::from(e))], None)),
                     };
-                    let mut fresh = Vec::new();
-                    let mut new = 0;
-                    for due in batch {
-                        if !seen.insert((due.marketplace.clone(), due.order_id.clone())) {
-                            continue;
-                        }
-                        new += 1;
-                        match due.loaded {
-                            Ok(order) => fresh.push(Ok(order)),
-                            Err(e) => {
-                                // One unreadable order must not stop the others.
-                                tracing::error!(order = %format!("{}/{}", due.marketplace, due.order_id), error = %e, "order could not be processed");
-                                unreadable.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                    }
+                    let (fresh, new) = unseen_orders(batch, &mut seen, unreadable);
                     if new > 0 {
                         in_flight.fetch_add(fresh.len(), Ordering::SeqCst);
                         return Some((fresh, Some(seen)));
@@ -1039,6 +1024,36 @@ fn compose(
         findings,
         violations,
     })
+}
+
+/// An order to work on, with its stage rows as read.
+type Work = (Order, Vec<StageRow>);
+
+/// The orders of `batch` not in `seen` (which takes them in), and how many
+/// there were, counting those that could not be read: each of those is
+/// reported and counted in `unreadable` instead, so one unreadable order
+/// does not stop the others.
+fn unseen_orders(
+    batch: Vec<crate::store::DueOrder>,
+    seen: &mut HashSet<(String, String)>,
+    unreadable: &std::sync::atomic::AtomicU64,
+) -> (Vec<Result<Work, EngineError>>, usize) {
+    let mut fresh = Vec::new();
+    let mut new = 0;
+    for due in batch {
+        if !seen.insert((due.marketplace.clone(), due.order_id.clone())) {
+            continue;
+        }
+        new += 1;
+        match due.loaded {
+            Ok(order) => fresh.push(Ok(order)),
+            Err(e) => {
+                tracing::error!(order = %format!("{}/{}", due.marketplace, due.order_id), error = %e, "order could not be processed");
+                unreadable.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+    }
+    (fresh, new)
 }
 
 /// Why a message could not be composed.
