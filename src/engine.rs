@@ -293,14 +293,14 @@ impl Engine {
                 Err(rejection) => summary.rejected.push(rejection),
             }
             if batch.len() == IMPORT_BATCH {
-                let (i, u) = self.store.upsert_orders(&batch, &stages, now).await?;
+                let full = std::mem::replace(&mut batch, Vec::with_capacity(IMPORT_BATCH));
+                let (i, u) = self.store.upsert_orders(full, &stages, now).await?;
                 summary.imported += i;
                 summary.updated += u;
-                batch.clear();
             }
         }
         if !batch.is_empty() {
-            let (i, u) = self.store.upsert_orders(&batch, &stages, now).await?;
+            let (i, u) = self.store.upsert_orders(batch, &stages, now).await?;
             summary.imported += i;
             summary.updated += u;
         }

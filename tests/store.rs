@@ -1,6 +1,8 @@
 //! The send path's group commit (`store::writer`), driven in process
 //! against real SQLite and PostgreSQL databases: writes queued together share
-//! a transaction, yet each keeps its own guard and its own answer.
+//! a transaction, yet each keeps its own guard and its own answer; and the
+//! background checkpoints that keep a SQLite file's log off the paths that
+//! write it.
 
 mod common;
 
@@ -432,6 +434,53 @@ fn committed_pages_reach_the_database_file_without_the_writer_checkpointing() {
     assert!(
         size() >= wanted,
         "the database file stayed at {} bytes (was {before}); the committed messages \
+         are still only in the log",
+        size()
+    );
+}
+
+/// An import's commits are checkpointed by the same background thread, so
+/// a big import does not stall on the log's syncs itself. Its connection
+/// checkpoints on its own only past 4,000 log pages (SQLite's default is
+/// 1,000), and in WAL mode nothing but a checkpoint writes the database
+/// file; the file growing by about what was imported, while the import's
+/// store is still open, shows the background checkpoints at work.
+#[test]
+fn imported_pages_reach_the_database_file_without_the_import_checkpointing() {
+    let env = Env::with_defaults();
+    let config = Config::load(&env.path("config.toml")).expect("config loads");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let engine = runtime
+        .block_on(followupd::engine::Engine::open(config))
+        .expect("engine opens");
+    let database = env.path("state/test.db");
+    let size = || std::fs::metadata(&database).expect("database file").len();
+    let before = size();
+    // 2,000 orders with a 1 KB product name: about 600 pages in all.
+    let product = format!("Mug {}", "x".repeat(1024));
+    let mut csv = String::from(common::CSV_HEADER);
+    for i in 0..2_000 {
+        csv.push_str(&format!(
+            "O{i},b{i}@buyer.example,Bo,{product},UTC,2026-12-01T10:00:00Z,,shipped,,,\n"
+        ));
+    }
+    let file = env.write("orders.csv", &csv);
+    let summary = runtime
+        .block_on(engine.import_file(&file, None, None, at("2026-12-01T12:00:00Z")))
+        .expect("the file imports");
+    assert_eq!((summary.imported, summary.rejected.len()), (2_000, 0));
+    let wanted = before + 2_000 * 1024;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while size() < wanted && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(
+        size() >= wanted,
+        "the database file stayed at {} bytes (was {before}); the imported orders \
          are still only in the log",
         size()
     );

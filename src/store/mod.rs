@@ -12,6 +12,7 @@
 use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::TryStreamExt;
@@ -26,8 +27,12 @@ use crate::order::{
 };
 use crate::schedule::StageState;
 
+mod bulk;
+mod checkpoint;
 mod writer;
 
+use bulk::SqliteImport;
+use checkpoint::Checkpointer;
 use writer::{ClaimWrite, Done, FinishWrite, UpdateWrite, Write, Writer};
 
 /// A storage failure.
@@ -300,6 +305,8 @@ pub struct Store {
     backend: Backend,
     /// Group commit for the writes of the send path.
     writer: Writer,
+    /// Where imports are stored on a SQLite file (`None`: through the pool).
+    sqlite_import: Option<Arc<SqliteImport>>,
 }
 
 impl Store {
@@ -339,11 +346,18 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        let writer = Writer::start(pool.clone(), backend, sqlite_file(url));
+        let file = sqlite_file(url);
+        let checkpointer = file.clone().and_then(Checkpointer::start);
+        let sqlite_import = file.clone().map(|path| {
+            let signal = checkpointer.as_ref().map(Checkpointer::signal);
+            Arc::new(SqliteImport::new(path, signal))
+        });
+        let writer = Writer::start(pool.clone(), backend, file, checkpointer);
         Ok(Self {
             pool,
             backend,
             writer,
+            sqlite_import,
         })
     }
 
@@ -370,127 +384,30 @@ impl Store {
 
     /// Inserts or updates a batch of orders in one transaction and makes sure
     /// each has a row for every stage. Ended stages are never touched; open
-    /// ones are flagged for the scheduler to look at again. Rows go in as
-    /// multi-row statements (hundreds of orders per statement), the bulk
-    /// path that keeps a million-row import from being a million round
-    /// trips. Returns (inserted, updated).
+    /// ones are flagged for the scheduler to look at again. Returns
+    /// (inserted, updated).
     pub async fn upsert_orders(
         &self,
-        records: &[OrderRecord],
+        records: Vec<OrderRecord>,
         stages: &[String],
         now: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError> {
-        let mut conn = self.pool.acquire().await?;
-        let previous = match self.backend {
-            Backend::Sqlite => Some(BulkPragmas::apply(&mut conn).await?),
-            Backend::Postgres => None,
+        let now = to_secs(now);
+        let Some(import) = &self.sqlite_import else {
+            let mut conn = self.pool.acquire().await?;
+            return bulk::upsert_on_connection(&mut conn, self.backend, &records, stages, now)
+                .await;
         };
-        let result = self
-            .upsert_orders_on(&mut conn, records, stages, to_secs(now))
-            .await;
-        if let Some(previous) = previous {
-            if let Err(e) = previous.restore(&mut conn).await {
-                // Not handed out again with a bulk load's settings.
-                tracing::warn!("closing a database connection after an import: {e}");
-                conn.close_on_drop();
-            }
+        let import = Arc::clone(import);
+        let stages = stages.to_vec();
+        match tokio::task::spawn_blocking(move || import.upsert(&records, &stages, now)).await {
+            Ok(result) => result,
+            Err(e) => match e.try_into_panic() {
+                Ok(panic) => std::panic::resume_unwind(panic),
+                // The runtime is shutting down.
+                Err(_) => Err(StoreError::Closed),
+            },
         }
-        result
-    }
-
-    /// [`Store::upsert_orders`] on one connection.
-    async fn upsert_orders_on(
-        &self,
-        conn: &mut sqlx::AnyConnection,
-        records: &[OrderRecord],
-        stages: &[String],
-        now: i64,
-    ) -> Result<(u64, u64), StoreError> {
-        // The write lock at once, as in `begin_write`.
-        let mut tx = match self.backend {
-            Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => conn.begin().await?,
-        };
-        let (mut inserted, mut updated) = (0, 0);
-        for chunk in chunks_without_repeats(records, ROWS_PER_STATEMENT) {
-            if self.backend == Backend::Sqlite {
-                // Which orders exist already, counted in one row: SQLite
-                // would hand the upsert's RETURNING rows over one by one
-                // from its worker thread. The write lock is held, so the
-                // count stays true until the upsert runs.
-                let count_sql = existing_orders_sql(self.backend, chunk.len());
-                let mut query = sqlx::query_scalar::<_, i64>(&count_sql);
-                for record in chunk {
-                    query = query
-                        .bind(record.order.key.marketplace.as_str())
-                        .bind(record.order.key.order_id.as_str());
-                }
-                let existing = u64::try_from(query.fetch_one(&mut *tx).await?).unwrap_or(0);
-                updated += existing;
-                inserted += chunk.len() as u64 - existing.min(chunk.len() as u64);
-            }
-
-            let order_sql = upsert_orders_sql(self.backend, chunk.len());
-            let mut query = sqlx::query_scalar::<_, i64>(&order_sql).bind(now).bind(now);
-            for record in chunk {
-                let o = &record.order;
-                let extra = if o.extra.is_empty() {
-                    "{}".to_string()
-                } else {
-                    serde_json::to_string(&o.extra).unwrap_or_else(|_| "{}".into())
-                };
-                query = query
-                    .bind(o.key.marketplace.as_str())
-                    .bind(o.key.order_id.as_str())
-                    .bind(o.buyer_email.as_str())
-                    .bind(o.buyer_name.as_ref().map(|v| v.as_str()))
-                    .bind(o.product_name.as_str())
-                    .bind(o.locale.as_ref().map(|v| v.as_str()))
-                    .bind(o.time_zone.map(|z| z.name()))
-                    .bind(o.shipped_at.map(to_secs))
-                    .bind(o.delivered_at.map(to_secs))
-                    .bind(o.status.as_str())
-                    .bind(i64::from(o.complaint))
-                    .bind(i64::from(o.opted_out))
-                    .bind(o.order_url.as_ref().map(|v| v.as_str()))
-                    .bind(o.tracking_url.as_ref().map(|v| v.as_str()))
-                    .bind(o.review_url.as_ref().map(|v| v.as_str()))
-                    .bind(extra)
-                    .bind(i64::from(record.status_given))
-                    .bind(i64::from(record.complaint_given));
-            }
-            match self.backend {
-                // No rows come back: the count above told new from stored.
-                Backend::Sqlite => {
-                    query.fetch_all(&mut *tx).await?;
-                }
-                // PostgreSQL returns each row's revision with the statement:
-                // 1 for a new order.
-                Backend::Postgres => {
-                    for revision in query.fetch_all(&mut *tx).await? {
-                        if revision == 1 {
-                            inserted += 1;
-                        } else {
-                            updated += 1;
-                        }
-                    }
-                }
-            }
-
-            let stage_sql = stage_upsert_sql(self.backend, chunk.len(), stages.len());
-            let mut query = sqlx::query(&stage_sql).bind(now);
-            for record in chunk {
-                query = query
-                    .bind(record.order.key.marketplace.as_str())
-                    .bind(record.order.key.order_id.as_str());
-            }
-            for stage in stages {
-                query = query.bind(stage.as_str());
-            }
-            query.execute(&mut *tx).await?;
-        }
-        tx.commit().await?;
-        Ok((inserted, updated))
     }
 
     /// Adds the rows of stages that were configured after orders were
@@ -901,6 +818,11 @@ impl Store {
 
     /// Commits what is queued, then closes every connection.
     pub async fn close(&self) {
+        // First: the writer stops the checkpoint thread, which waits for
+        // the import's signal to be dropped.
+        if let Some(import) = &self.sqlite_import {
+            import.close();
+        }
         self.writer.close().await;
         self.pool.close().await;
     }
@@ -909,34 +831,6 @@ impl Store {
 enum Bind {
     Text(String),
     Int(i64),
-}
-
-/// Orders per multi-row statement: 18 parameters a row stays well inside
-/// both databases' parameter limits.
-const ROWS_PER_STATEMENT: usize = 500;
-
-/// Parameters per order row in [`upsert_orders_sql`].
-const ORDER_PARAMS: usize = 18;
-
-/// Splits `records` into runs of at most `size` in which no order appears
-/// twice: one statement cannot upsert the same row twice, and the second
-/// occurrence must see the first.
-fn chunks_without_repeats(records: &[OrderRecord], size: usize) -> Vec<&[OrderRecord]> {
-    let mut chunks = Vec::new();
-    let mut start = 0;
-    let mut seen = std::collections::HashSet::new();
-    for (i, record) in records.iter().enumerate() {
-        if i - start == size || !seen.insert(&record.order.key) {
-            chunks.push(&records[start..i]);
-            start = i;
-            seen.clear();
-            seen.insert(&record.order.key);
-        }
-    }
-    if start < records.len() {
-        chunks.push(&records[start..]);
-    }
-    chunks
 }
 
 /// The placeholder for parameter `i` (1-based). Bulk statements number
@@ -956,163 +850,6 @@ fn placeholders(backend: Backend, first: usize, count: usize) -> String {
         .map(|i| placeholder(backend, i))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Upserts `rows` orders. The merge rules live in the SELECT, which reads
-/// the stored row: an empty cell keeps what an earlier import said, a status
-/// or complaint flag the row did not state keeps the stored one, an opt-out
-/// is never withdrawn. On PostgreSQL `revision` is returned, telling
-/// inserted (1) from updated rows; SQLite's caller counts the stored orders
-/// first instead. (sqlx prepares each distinct text once per connection and
-/// reuses it.)
-fn upsert_orders_sql(backend: Backend, rows: usize) -> String {
-    // Parameters in text order: the import time twice, then the rows.
-    let (created, updated) = (placeholder(backend, 1), placeholder(backend, 2));
-    let values: Vec<String> = (0..rows)
-        .map(|r| {
-            format!(
-                "({})",
-                placeholders(backend, r * ORDER_PARAMS + 3, ORDER_PARAMS)
-            )
-        })
-        .collect();
-    let sql = format!(
-            "INSERT INTO orders (marketplace, order_id, buyer_email, buyer_name, product_name, \
-             locale, time_zone, shipped_at, delivered_at, status, complaint, opted_out, order_url, \
-             tracking_url, review_url, extra, revision, created_at, updated_at) \
-             SELECT v.column1, v.column2, v.column3, COALESCE(v.column4, o.buyer_name), v.column5, \
-             COALESCE(v.column6, o.locale), COALESCE(v.column7, o.time_zone), \
-             COALESCE(v.column8, o.shipped_at), COALESCE(v.column9, o.delivered_at), \
-             CASE WHEN v.column17 = 1 OR o.status IS NULL THEN v.column10 ELSE o.status END, \
-             CASE WHEN v.column18 = 1 OR o.complaint IS NULL THEN v.column11 ELSE o.complaint END, \
-             CASE WHEN v.column12 = 1 OR o.opted_out = 1 THEN 1 ELSE 0 END, \
-             COALESCE(v.column13, o.order_url), COALESCE(v.column14, o.tracking_url), \
-             COALESCE(v.column15, o.review_url), \
-             CASE WHEN v.column16 = '{{}}' AND o.extra IS NOT NULL THEN o.extra ELSE v.column16 END, \
-             COALESCE(o.revision + 1, 1), COALESCE(o.created_at, {created}), {updated} \
-             FROM (VALUES {values}) AS v {stored} \
-             WHERE true \
-             ON CONFLICT (marketplace, order_id) DO UPDATE SET \
-             buyer_email = excluded.buyer_email, buyer_name = excluded.buyer_name, \
-             product_name = excluded.product_name, locale = excluded.locale, \
-             time_zone = excluded.time_zone, shipped_at = excluded.shipped_at, \
-             delivered_at = excluded.delivered_at, status = excluded.status, \
-             complaint = excluded.complaint, opted_out = excluded.opted_out, \
-             order_url = excluded.order_url, tracking_url = excluded.tracking_url, \
-             review_url = excluded.review_url, extra = excluded.extra, \
-             revision = excluded.revision, updated_at = excluded.updated_at{returning}",
-            values = values.join(", "),
-            stored = match backend {
-                Backend::Sqlite => {
-                    "LEFT JOIN orders o ON o.marketplace = v.column1 AND o.order_id = v.column2"
-                }
-                // A plain join lets PostgreSQL hash-join the VALUES against a
-                // full scan of `orders` (during a bulk load its statistics
-                // still say the table is small), which makes each statement
-                // cost more the more orders are stored. The LIMIT keeps the
-                // lateral subquery from being flattened back into such a
-                // join, so every row is one primary-key lookup.
-                Backend::Postgres => {
-                    "LEFT JOIN LATERAL (SELECT * FROM orders s \
-                     WHERE s.marketplace = v.column1 AND s.order_id = v.column2 LIMIT 1) o ON true"
-                }
-            },
-            returning = match backend {
-                Backend::Sqlite => "",
-                Backend::Postgres => " RETURNING revision",
-            }
-        );
-    sql
-}
-
-/// Counts how many of `rows` orders (distinct keys, two parameters each)
-/// are stored already. (SQLite only: PostgreSQL may plan this join as a scan
-/// of every stored order.)
-fn existing_orders_sql(backend: Backend, rows: usize) -> String {
-    let keys: Vec<String> = (0..rows)
-        .map(|r| format!("({})", placeholders(backend, r * 2 + 1, 2)))
-        .collect();
-    format!(
-        "SELECT COUNT(*) FROM (VALUES {keys}) AS k \
-         JOIN orders o ON o.marketplace = k.column1 AND o.order_id = k.column2",
-        keys = keys.join(", ")
-    )
-}
-
-/// SQLite settings for the connection that stores an import, put back when
-/// the batch is stored. Neither touches durability (the journal mode and
-/// `synchronous` stay as they are): a bigger page cache keeps the B-tree
-/// pages an import revisits in memory instead of re-reading them, and
-/// statement journals (one per multi-row statement) stay in memory instead
-/// of going to a temporary file.
-struct BulkPragmas {
-    cache_size: i64,
-    temp_store: i64,
-}
-
-impl BulkPragmas {
-    /// Page cache for a bulk load, in KiB (SQLite's default is 2 MiB).
-    const CACHE_KIB: i64 = 32 * 1024;
-
-    /// Applies the bulk settings and returns the ones they replaced.
-    async fn apply(conn: &mut sqlx::AnyConnection) -> Result<Self, StoreError> {
-        let cache_size: i64 = sqlx::query_scalar("PRAGMA cache_size")
-            .fetch_one(&mut *conn)
-            .await?;
-        let temp_store: i64 = sqlx::query_scalar("PRAGMA temp_store")
-            .fetch_one(&mut *conn)
-            .await?;
-        let previous = Self {
-            cache_size,
-            temp_store,
-        };
-        // Negative: a size in KiB; 2: MEMORY.
-        Self::set(conn, -Self::CACHE_KIB, 2).await?;
-        Ok(previous)
-    }
-
-    /// Puts the replaced settings back.
-    async fn restore(&self, conn: &mut sqlx::AnyConnection) -> Result<(), StoreError> {
-        Self::set(conn, self.cache_size, self.temp_store).await
-    }
-
-    async fn set(
-        conn: &mut sqlx::AnyConnection,
-        cache_size: i64,
-        temp_store: i64,
-    ) -> Result<(), StoreError> {
-        // PRAGMA takes no parameters; both values are integers.
-        conn.execute(format!("PRAGMA cache_size = {cache_size}").as_str())
-            .await?;
-        conn.execute(format!("PRAGMA temp_store = {temp_store}").as_str())
-            .await?;
-        Ok(())
-    }
-}
-
-/// Inserts every stage row of `rows` orders; for rows that exist, flags the
-/// open ones for a fresh look (next_check_at = 0) and leaves ended ones
-/// alone.
-fn stage_upsert_sql(backend: Backend, rows: usize, stages: usize) -> String {
-    // Parameters in text order: the import time, the keys, the stage names.
-    let now = placeholder(backend, 1);
-    let keys: Vec<String> = (0..rows)
-        .map(|r| format!("({})", placeholders(backend, r * 2 + 2, 2)))
-        .collect();
-    let names: Vec<String> = (0..stages)
-        .map(|i| format!("({})", placeholder(backend, rows * 2 + 2 + i)))
-        .collect();
-    let sql = format!(
-            "INSERT INTO stages (marketplace, order_id, stage, state, next_check_at, attempts, updated_at) \
-             SELECT k.column1, k.column2, n.column1, 'scheduled', 0, 0, {now} \
-             FROM (VALUES {keys}) AS k CROSS JOIN (VALUES {names}) AS n WHERE true \
-             ON CONFLICT (marketplace, order_id, stage) DO UPDATE SET \
-             next_check_at = 0, updated_at = excluded.updated_at \
-             WHERE stages.state IN ('scheduled', 'retrying')",
-            keys = keys.join(", "),
-            names = names.join(", ")
-        );
-    sql
 }
 
 /// The file behind a SQLite URL; `None` for an in-memory database or

@@ -10,16 +10,18 @@
 
 use std::path::{Path, PathBuf};
 
-use sqlx::{AnyConnection, AnyPool, Connection, Row};
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, AnyConnection, AnyPool, Connection, Row};
 
-use super::checkpoint::{Checkpointer, WRITER_LIMIT_PAGES};
 use super::RowKey;
+use crate::store::checkpoint::{Checkpointer, WRITER_LIMIT_PAGES};
 use crate::store::{StoreError, SQLITE_PRAGMAS};
 
 /// A parameter of a writer statement. A null keeps its type: PostgreSQL
 /// types the columns of a `VALUES` list from what is bound to them.
 #[derive(Debug, Clone, Copy)]
-pub(super) enum Param<'a> {
+pub(in crate::store) enum Param<'a> {
     Int(Option<i64>),
     Text(Option<&'a str>),
     Blob(&'a [u8]),
@@ -63,11 +65,7 @@ impl WriteConnection for AnyConnection {
     async fn run(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Returned>, StoreError> {
         let mut query = sqlx::query(sql);
         for param in params {
-            query = match *param {
-                Param::Int(v) => query.bind(v),
-                Param::Text(v) => query.bind(v),
-                Param::Blob(v) => query.bind(v),
-            };
+            query = bind_param(query, *param);
         }
         let rows = query.fetch_all(&mut *self).await?;
         rows.iter()
@@ -89,6 +87,18 @@ impl WriteConnection for AnyConnection {
     }
 }
 
+/// Binds `param` as the next parameter of `query`.
+pub(in crate::store) fn bind_param<'q>(
+    query: Query<'q, Any, AnyArguments<'q>>,
+    param: Param<'q>,
+) -> Query<'q, Any, AnyArguments<'q>> {
+    match param {
+        Param::Int(v) => query.bind(v),
+        Param::Text(v) => query.bind(v),
+        Param::Blob(v) => query.bind(v),
+    }
+}
+
 /// Distinct statement texts kept prepared. A text depends on the kind of
 /// write and the batch size, so a busy send run uses a few dozen.
 const PREPARED_STATEMENTS: usize = 256;
@@ -100,7 +110,7 @@ pub(super) struct SqliteFile {
 }
 
 /// Opens a plain connection to a SQLite file with followupd's settings.
-pub(super) fn open_sqlite(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+pub(in crate::store) fn open_sqlite(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
     for pragma in SQLITE_PRAGMAS {
         // `journal_mode` answers with a row; the others with none.

@@ -26,13 +26,15 @@ use chrono::{DateTime, Utc};
 use sqlx::{AnyConnection, AnyPool};
 use tokio::sync::{mpsc, oneshot};
 
+use super::checkpoint::Checkpointer;
 use super::StoreError;
 use super::{Backend, Claim, NewLogEntry, NewMessage, StageUpdate};
 use crate::order::OrderKey;
 use connection::{SqliteFile, WriteConnection};
 use statements::apply_writes;
 
-mod checkpoint;
+pub(super) use connection::{bind_param, open_sqlite, Param};
+
 mod connection;
 mod statements;
 
@@ -128,15 +130,17 @@ impl Writer {
     /// with its own connection; otherwise it is a task that takes a
     /// connection from `pool` and keeps it (the pool opens another in its
     /// place). Either way the connection is kept until an error or
-    /// [`Writer::close`].
-    pub(super) fn start(pool: AnyPool, backend: Backend, sqlite_file: Option<PathBuf>) -> Self {
+    /// [`Writer::close`], which also stops `checkpointer`.
+    pub(super) fn start(
+        pool: AnyPool,
+        backend: Backend,
+        sqlite_file: Option<PathBuf>,
+        checkpointer: Option<Checkpointer>,
+    ) -> Self {
         let (jobs, queue) = mpsc::unbounded_channel();
         match sqlite_file {
             Some(path) => {
-                let file = SqliteFile {
-                    checkpointer: checkpoint::Checkpointer::start(path.clone()),
-                    path,
-                };
+                let file = SqliteFile { path, checkpointer };
                 let committer = Committer::<rusqlite::Connection>::new(file, backend);
                 let spawned = std::thread::Builder::new()
                     .name("followupd-writer".into())
