@@ -427,12 +427,8 @@ fn committed_pages_reach_the_database_file_without_the_writer_checkpointing() {
             .expect("claim is won");
     }
     let wanted = before + 100 * 16 * 1024;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while size() < wanted && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
     assert!(
-        size() >= wanted,
+        common::eventually(std::time::Duration::from_secs(10), || size() >= wanted),
         "the database file stayed at {} bytes (was {before}); the committed messages \
          are still only in the log",
         size()
@@ -474,12 +470,8 @@ fn imported_pages_reach_the_database_file_without_the_import_checkpointing() {
         .expect("the file imports");
     assert_eq!((summary.imported, summary.rejected.len()), (2_000, 0));
     let wanted = before + 2_000 * 1024;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while size() < wanted && std::time::Instant::now() < deadline {
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
     assert!(
-        size() >= wanted,
+        common::eventually(std::time::Duration::from_secs(10), || size() >= wanted),
         "the database file stayed at {} bytes (was {before}); the imported orders \
          are still only in the log",
         size()
