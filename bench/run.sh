@@ -440,6 +440,44 @@ if [ "$PG_ON" = 1 ]; then
     done
     R[pg_send]=$(median "${S[@]}"); R[pg_send_ceil]=$(median "${C[@]}")
 
+    # Row 6a's bound, as row 1b's: the same claims committed by psql. One
+    # SQLite file takes one writer at a time, so row 1b commits serially;
+    # PostgreSQL takes POOL committers at once (and may share one WAL flush
+    # among them), so POOL psql clients each commit a share of the claims,
+    # and a claim's commit time is what one client waited for it.
+    log "row 6a bound: $SEND_N claim commits from $POOL psql clients ($RUNS runs)"
+    S=()
+    for r in $(seq "$RUNS"); do
+        new_pg_db
+        write_config "$TMP/pg_floor.toml" "postgres://$PGUSER@$PGHOST:$PGPORT/$db" file
+        "$FOLLOWUPD" -c "$TMP/pg_floor.toml" import "$TMP/due.csv" >"$OUT_FILE" 2>&1 || { cat "$OUT_FILE"; die "import for the PostgreSQL claim floor failed"; }
+        psql -d "$db" -qAtc "SELECT 'BEGIN; UPDATE stages SET state = ''sending'', \
+claim_owner = ''bench'', claim_token = claim_token + 1, lease_until = 4000000000, attempts = 1, \
+reason = ''claimed'', message_id = ' || quote_literal(order_id) || ', next_check_at = NULL, updated_at = 1 \
+WHERE marketplace = ' || quote_literal(marketplace) || ' AND order_id = ' || quote_literal(order_id) || ' \
+AND stage = ''shipment'' AND state = ''scheduled''; INSERT INTO messages (marketplace, order_id, \
+stage, message_id, recipient, subject, raw, created_at) VALUES (' || quote_literal(marketplace) || ', ' \
+|| quote_literal(order_id) || ', ''shipment'', ' || quote_literal(order_id) || ', ''buyer@example.com'', \
+''Your order'', decode(repeat(''00'', $MSG_SIZE), ''hex''), 1); COMMIT;' FROM orders" >"$TMP/pg_claims.sql"
+        rm -f "$TMP"/pg_claims.part.*
+        split -n "l/$POOL" -d "$TMP/pg_claims.sql" "$TMP/pg_claims.part."
+        t0=$(now_s)
+        pids=()
+        for part in "$TMP"/pg_claims.part.*; do
+            psql -d "$db" -qAt -v ON_ERROR_STOP=1 -f "$part" >/dev/null &
+            pids+=($!)
+        done
+        for pid in "${pids[@]}"; do wait "$pid" || die "a psql client of the PostgreSQL claim floor failed"; done
+        ELAPSED=$(calc "$(now_s) - $t0")
+        n=$(psql -d "$db" -qAtc "SELECT count(*) FROM stages WHERE state = 'sending'")
+        [ "$n" = "$SEND_N" ] || die "the PostgreSQL claim floor claimed $n stages, expected $SEND_N"
+        S+=("$(calc "$ELAPSED * $POOL / $SEND_N")")
+        log "  psql claims: $SEND_N commits from $POOL clients in $(fmt "$ELAPSED" 2) s = $(fmt "$(calc "${S[-1]} * 1000000")") us a commit for each client"
+        drop_pg_db "$db"
+    done
+    R[pg_commit]=$(median "${S[@]}")
+    R[pg_floor]=$(calc "$POOL / (${R[pg_commit]} + $POOL / ${R[pg_send_ceil]} / 2)")
+
     log "row 6b: import $IMPORT_N rows, PostgreSQL ($RUNS runs)"
     S=(); C=()
     for r in $(seq "$RUNS"); do
@@ -628,6 +666,8 @@ row "5b. peak RSS, send (MB)" "$RSS_SEND" "100 budget" "$(fmt "$ratio" 2)x" "<= 
 if [ "$PG_ON" = 1 ]; then
     ratio=$(calc "${R[pg_send]} / ${R[pg_send_ceil]}")
     row "6a. send, PostgreSQL (msg/s)" "$(fmt "${R[pg_send]}")" "$(fmt "${R[pg_send_ceil]}") smtp-source" "$(fmt "$ratio" 3)x" ">= 0.8x" "$(verdict "$ratio" 0.8 '>=')"
+    ratio=$(calc "${R[pg_floor]} / ${R[pg_send_ceil]}")
+    row "6a'. bound for a claim committed before DATA, PostgreSQL (msg/s)" "$(fmt "${R[pg_floor]}") ($(fmt "$(calc "${R[pg_commit]} * 1000000")") us a claim commit, psql x $POOL)" "$(fmt "${R[pg_send_ceil]}") smtp-source" "$(fmt "$ratio" 3)x" "-" "row 6a reaches $(fmt "$(calc "${R[pg_send]} / ${R[pg_floor]}")" 2)x of it"
     ratio=$(calc "${R[pg_import]} / ${R[pg_import_ceil]}")
     row "6b. import, PostgreSQL (rows/s)" "$(fmt "${R[pg_import]}")" "$(fmt "${R[pg_import_ceil]}") psql \\copy" "$(fmt "$ratio" 3)x" ">= 0.5x" "$(verdict "$ratio" 0.5 '>=')"
     row "6c. peak RSS, PostgreSQL import / send (MB)" "$RSS_PG_IMPORT / $RSS_PG_SEND" "100 budget" "$(fmt "$(calc "$(maxf "$RSS_PG_IMPORT" "$RSS_PG_SEND") / 100")" 2)x" "<= 1.0x" "$(verdict "$(maxf "$RSS_PG_IMPORT" "$RSS_PG_SEND")" 100 '<=')"
