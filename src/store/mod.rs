@@ -40,9 +40,10 @@ use writer::{ClaimWrite, Done, FinishWrite, UpdateWrite, Write, Writer};
 pub enum StoreError {
     #[error("database: {0}")]
     Database(sqlx::Error),
-    /// From the SQLite connection the send path's writer keeps.
+    /// From the SQLite connections of the send path's writer and of imports.
+    /// (Not the error's source too: its text is already in this one's.)
     #[error("database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create {path}: {source}")]
@@ -241,6 +242,12 @@ const LOG_COLUMNS: &str = "id, at, order_id, marketplace, stage, recipient, stat
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(error: rusqlite::Error) -> Self {
+        Self::Sqlite(error)
+    }
+}
 
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
@@ -1018,4 +1025,25 @@ fn decode_log(row: &AnyRow) -> Result<LogEntry, StoreError> {
         duration_ms: row.try_get(13)?,
         message_ref: row.try_get(14)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StoreError;
+
+    /// A SQLite error is not also the error's source, so a report of the
+    /// whole chain (`{:#}`, as the command line prints) says it once.
+    #[test]
+    fn a_sqlite_error_is_reported_once() {
+        let full = rusqlite::Error::SqliteFailure(
+            rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_FULL),
+            Some("database or disk is full".into()),
+        );
+        let report = format!("{:#}", anyhow::Error::new(StoreError::from(full)));
+        assert_eq!(
+            report.matches("database or disk is full").count(),
+            1,
+            "{report}"
+        );
+    }
 }
