@@ -477,3 +477,63 @@ fn imported_pages_reach_the_database_file_without_the_import_checkpointing() {
         size()
     );
 }
+
+/// On PostgreSQL claims have a writer connection of their own, so a claim,
+/// which an SMTP session waits for before DATA, never queues behind the
+/// commit of other sends' outcomes and next checks. Shown with an update
+/// held up by a row lock another session keeps: a claim for another order
+/// still commits meanwhile, and the update goes in once the lock is gone.
+#[test]
+fn on_postgres_a_claim_commits_while_an_update_waits_for_a_lock() {
+    if !common::use_postgres() {
+        return;
+    }
+    let (_env, runtime, store, keys) = setup(2);
+    let now = at("2026-12-02T10:00:00Z");
+    let mut locker = runtime.block_on(store.pool().begin()).unwrap();
+    runtime
+        .block_on(
+            sqlx::query(
+                "SELECT 1 FROM stages WHERE marketplace = $1 AND order_id = $2 \
+                 AND stage = 'follow_up' FOR UPDATE",
+            )
+            .bind(keys[0].marketplace.as_str())
+            .bind(keys[0].order_id.as_str())
+            .execute(&mut *locker),
+        )
+        .unwrap();
+    let held = runtime.spawn({
+        let (store, key) = (store.clone(), keys[0].clone());
+        async move {
+            store
+                .update_stages(&key, vec![skip_follow_up("after the lock")], now)
+                .await
+        }
+    });
+    // Time for the update to reach the database and wait for the lock.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let id = "claimed-meanwhile@shop.example";
+    let claimed = runtime.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            store.claim_and_store(
+                &keys[1],
+                claim("shipment", "me", id),
+                Some(message(id)),
+                now,
+            ),
+        )
+        .await
+    });
+    assert!(
+        matches!(claimed, Ok(Ok(Some(_)))),
+        "the claim did not commit while the update waited: {claimed:?}"
+    );
+    assert!(!held.is_finished(), "the update was waiting for the lock");
+    runtime.block_on(locker.rollback()).unwrap();
+    let applied = runtime
+        .block_on(held)
+        .expect("the update task ends")
+        .expect("the update commits once the lock is gone");
+    assert_eq!(applied, vec![true]);
+}

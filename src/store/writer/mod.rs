@@ -9,6 +9,15 @@
 //! transaction was committing goes into the next one, as a handful of
 //! multi-row statements whatever the batch size (`statements.rs`).
 //!
+//! On PostgreSQL claims are committed by a second writer, on a connection of
+//! their own. An SMTP session waits for its claim before DATA, and each
+//! commit waits for a WAL flush: behind one writer, a claim that arrived
+//! while other sends' outcomes were flushing waited for that flush and then
+//! its own. PostgreSQL takes both writers' commits at once (and may flush
+//! them together). A claim and the writes that follow it for the same stage
+//! never race: the caller only issues those once the claim is committed.
+//! SQLite takes one writer at a time, so there all writes share one.
+//!
 //! A caller hears back only after the commit has returned, so nothing
 //! outside the database (above all, a send) ever acts on a write that is not
 //! durable. If a batch fails because the database refused one write's
@@ -114,6 +123,8 @@ enum Job {
 #[derive(Debug, Clone)]
 pub(super) struct Writer {
     jobs: mpsc::UnboundedSender<Job>,
+    /// On PostgreSQL claims have a writer of their own (see [`Writer::start`]).
+    claims: Option<mpsc::UnboundedSender<Job>>,
 }
 
 impl std::fmt::Debug for Job {
@@ -129,8 +140,9 @@ impl Writer {
     /// Starts the writer. On a SQLite file it runs on a thread of its own
     /// with its own connection; otherwise it is a task that takes a
     /// connection from `pool` and keeps it (the pool opens another in its
-    /// place). Either way the connection is kept until an error or
-    /// [`Writer::close`], which also stops `checkpointer`.
+    /// place), and on PostgreSQL a second such task for claims. Either way
+    /// the connections are kept until an error or [`Writer::close`], which
+    /// also stops `checkpointer`.
     pub(super) fn start(
         pool: AnyPool,
         backend: Backend,
@@ -161,16 +173,28 @@ impl Writer {
                 }
             }
             None => {
-                tokio::spawn(run(Committer::<AnyConnection>::new(pool, backend), queue));
+                tokio::spawn(run(
+                    Committer::<AnyConnection>::new(pool.clone(), backend),
+                    queue,
+                ));
             }
         }
-        Self { jobs }
+        let claims = (backend == Backend::Postgres).then(|| {
+            let (claims, queue) = mpsc::unbounded_channel();
+            tokio::spawn(run(Committer::<AnyConnection>::new(pool, backend), queue));
+            claims
+        });
+        Self { jobs, claims }
     }
 
     /// Queues `write` and waits until it is committed.
     pub(super) async fn apply(&self, write: Write) -> Result<Done, StoreError> {
         let (reply, done) = oneshot::channel();
-        self.jobs
+        let queue = match (&write, &self.claims) {
+            (Write::Claim(_), Some(claims)) => claims,
+            _ => &self.jobs,
+        };
+        queue
             .send(Job::Write(Box::new(write), reply))
             .map_err(|_| StoreError::Closed)?;
         done.await.map_err(|_| StoreError::Closed)?
@@ -178,9 +202,11 @@ impl Writer {
 
     /// Finishes the queued writes and closes the connection.
     pub(super) async fn close(&self) {
-        let (reply, done) = oneshot::channel();
-        if self.jobs.send(Job::Close(reply)).is_ok() {
-            let _ = done.await;
+        for queue in std::iter::once(&self.jobs).chain(&self.claims) {
+            let (reply, done) = oneshot::channel();
+            if queue.send(Job::Close(reply)).is_ok() {
+                let _ = done.await;
+            }
         }
     }
 }
