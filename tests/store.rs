@@ -510,8 +510,22 @@ fn on_postgres_a_claim_commits_while_an_update_waits_for_a_lock() {
                 .await
         }
     });
-    // Time for the update to reach the database and wait for the lock.
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let waiting = common::eventually(std::time::Duration::from_secs(10), || {
+        let waiting: i64 = runtime
+            .block_on(
+                sqlx::query_scalar(
+                    "SELECT COUNT(*) FROM pg_stat_activity \
+                     WHERE datname = current_database() AND wait_event_type = 'Lock'",
+                )
+                .fetch_one(store.pool()),
+            )
+            .unwrap_or(0);
+        waiting > 0
+    });
+    assert!(
+        waiting,
+        "the update reached the database and waits for the lock"
+    );
     let id = "claimed-meanwhile@shop.example";
     let claimed = runtime.block_on(async {
         tokio::time::timeout(

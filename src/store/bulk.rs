@@ -5,13 +5,14 @@
 //! given a row for every configured stage, the whole batch in one
 //! transaction. On a SQLite file the batch runs on a blocking thread over a
 //! plain rusqlite connection kept for imports, with one prepared statement
-//! an order bound straight from the parsed fields: through sqlx's SQLite
-//! driver every bound value was copied twice and every statement handed to
-//! its worker thread and back, most of an import's time (bench/README.md,
-//! row 2). Its commits are checkpointed by the store's checkpoint thread,
-//! as the writer's are. PostgreSQL, and an in-memory SQLite database that only the pool's
-//! connections can see, take multi-row statements through sqlx instead, so
-//! that a million-row import is not a million round trips.
+//! an order bound straight from the parsed fields. That connection is set
+//! up for the job: no foreign-key lookups (see [`open_for_import`]), a big
+//! page cache, and its commits checkpointed by the store's checkpoint
+//! thread instead of stalling the import on the log's syncs
+//! (bench/README.md, row 2). PostgreSQL, and an in-memory SQLite database
+//! that only the pool's connections can see, take multi-row statements
+//! through sqlx instead, so that a million-row import is not a million
+//! round trips.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
@@ -46,10 +47,10 @@ pub(super) struct SqliteImport {
 #[derive(Debug)]
 struct ImportConnection {
     open: Option<rusqlite::Connection>,
-    /// Tells the checkpoint thread about commits; `None` once closed (or
-    /// when the thread could not start): the connection's own limit then
-    /// checkpoints the log.
+    /// Tells the checkpoint thread about commits; `None` when the thread
+    /// could not start: the connection's own limit then checkpoints the log.
     checkpoints: Option<CommitSignal>,
+    closed: bool,
 }
 
 impl SqliteImport {
@@ -59,6 +60,7 @@ impl SqliteImport {
             connection: Mutex::new(ImportConnection {
                 open: None,
                 checkpoints,
+                closed: false,
             }),
         }
     }
@@ -75,6 +77,9 @@ impl SqliteImport {
             .connection
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        if slot.closed {
+            return Err(StoreError::Closed);
+        }
         let mut conn = match slot.open.take() {
             Some(conn) => conn,
             None => open_for_import(&self.path)?,
@@ -92,13 +97,14 @@ impl SqliteImport {
     }
 
     /// Closes the connection, if one is open, and lets go of the checkpoint
-    /// thread. An import after this still works, checkpointing on its own
-    /// connection.
+    /// thread; an import after this fails with [`StoreError::Closed`]. Waits
+    /// for a batch under way: call it where blocking is allowed.
     pub fn close(&self) {
         let mut slot = self
             .connection
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        slot.closed = true;
         slot.checkpoints = None;
         if let Some(conn) = slot.open.take() {
             let _ = conn.close();
@@ -116,7 +122,6 @@ fn open_for_import(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     // three lookups an order.
     conn.pragma_update(None, "foreign_keys", false)?;
     conn.pragma_update(None, "wal_autocheckpoint", WRITER_LIMIT_PAGES)?;
-    conn.pragma_update(None, "foreign_keys", false)?;
     Ok(conn)
 }
 

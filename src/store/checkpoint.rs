@@ -78,8 +78,10 @@ impl Checkpointer {
     }
 }
 
-/// Tells the checkpointing thread about another connection's commits.
-#[derive(Debug, Clone)]
+/// Tells the checkpointing thread about another connection's commits. Not
+/// `Clone`: [`Checkpointer::stop`] waits until each one handed out is
+/// dropped.
+#[derive(Debug)]
 pub(super) struct CommitSignal(Sender<()>);
 
 impl CommitSignal {

@@ -826,9 +826,11 @@ impl Store {
     /// Commits what is queued, then closes every connection.
     pub async fn close(&self) {
         // First: the writer stops the checkpoint thread, which waits for
-        // the import's signal to be dropped.
+        // the import's signal to be dropped. Off the runtime's threads: it
+        // waits for a batch under way.
         if let Some(import) = &self.sqlite_import {
-            import.close();
+            let import = Arc::clone(import);
+            let _ = tokio::task::spawn_blocking(move || import.close()).await;
         }
         self.writer.close().await;
         self.pool.close().await;

@@ -15,8 +15,10 @@
 //! while other sends' outcomes were flushing waited for that flush and then
 //! its own. PostgreSQL takes both writers' commits at once (and may flush
 //! them together). A claim and the writes that follow it for the same stage
-//! never race: the caller only issues those once the claim is committed.
-//! SQLite takes one writer at a time, so there all writes share one.
+//! never race: the engine only issues those once the claim is committed,
+//! and it never claims a stage while a write of its own to that stage is
+//! still queued. SQLite takes one writer at a time, so there all writes
+//! share one.
 //!
 //! A caller hears back only after the commit has returned, so nothing
 //! outside the database (above all, a send) ever acts on a write that is not
@@ -200,9 +202,11 @@ impl Writer {
         done.await.map_err(|_| StoreError::Closed)?
     }
 
-    /// Finishes the queued writes and closes the connection.
+    /// Finishes the queued writes and closes the connections: the claims'
+    /// first, so no claim is committed once the writes that would record
+    /// its outcome are refused.
     pub(super) async fn close(&self) {
-        for queue in std::iter::once(&self.jobs).chain(&self.claims) {
+        for queue in self.claims.iter().chain(std::iter::once(&self.jobs)) {
             let (reply, done) = oneshot::channel();
             if queue.send(Job::Close(reply)).is_ok() {
                 let _ = done.await;
