@@ -25,11 +25,7 @@ fn setup(n: usize) -> (Env, tokio::runtime::Runtime, Store, Vec<OrderKey>) {
     }
     env.ok(&["import", env.write("orders.csv", &csv).to_str().unwrap()]);
     let config = Config::load(&env.path("config.toml")).expect("config loads");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let store = runtime
         .block_on(Store::open(&config.database_url))
         .expect("store opens");
@@ -40,6 +36,32 @@ fn setup(n: usize) -> (Env, tokio::runtime::Runtime, Store, Vec<OrderKey>) {
         .map(|due| due.loaded.expect("every order reads back").0.key)
         .collect();
     (env, runtime, store, keys)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The size of a file.
+fn file_size(path: &std::path::Path) -> u64 {
+    std::fs::metadata(path).expect("database file").len()
+}
+
+/// Waits until the SQLite file at `database` has `wanted` bytes. In WAL
+/// mode nothing but a checkpoint writes that file; `what` names what
+/// should have reached it.
+fn assert_file_grows(database: &std::path::Path, wanted: u64, what: &str) {
+    assert!(
+        common::eventually(std::time::Duration::from_secs(10), || {
+            file_size(database) >= wanted
+        }),
+        "the database file stayed at {} bytes (wanted {wanted}); {what} are still only in the log",
+        file_size(database)
+    );
 }
 
 fn at(s: &str) -> DateTime<Utc> {
@@ -410,8 +432,7 @@ fn after_its_connection_is_cut_the_writer_fails_that_batch_and_carries_on() {
 fn committed_pages_reach_the_database_file_without_the_writer_checkpointing() {
     let (env, runtime, store, keys) = setup(100);
     let database = env.path("state/test.db");
-    let size = || std::fs::metadata(&database).expect("database file").len();
-    let before = size();
+    let before = file_size(&database);
     let now = at("2026-12-02T10:00:00Z");
     // 100 messages of 16 KB: about 400 pages, a tenth of the writer's limit.
     let body = "x".repeat(16 * 1024);
@@ -426,12 +447,10 @@ fn committed_pages_reach_the_database_file_without_the_writer_checkpointing() {
             .expect("claim commits")
             .expect("claim is won");
     }
-    let wanted = before + 100 * 16 * 1024;
-    assert!(
-        common::eventually(std::time::Duration::from_secs(10), || size() >= wanted),
-        "the database file stayed at {} bytes (was {before}); the committed messages \
-         are still only in the log",
-        size()
+    assert_file_grows(
+        &database,
+        before + 100 * 16 * 1024,
+        "the committed messages",
     );
 }
 
@@ -445,17 +464,12 @@ fn committed_pages_reach_the_database_file_without_the_writer_checkpointing() {
 fn imported_pages_reach_the_database_file_without_the_import_checkpointing() {
     let env = Env::with_defaults();
     let config = Config::load(&env.path("config.toml")).expect("config loads");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let runtime = runtime();
     let engine = runtime
         .block_on(followupd::engine::Engine::open(config))
         .expect("engine opens");
     let database = env.path("state/test.db");
-    let size = || std::fs::metadata(&database).expect("database file").len();
-    let before = size();
+    let before = file_size(&database);
     // 2,000 orders with a 1 KB product name: about 600 pages in all.
     let product = format!("Mug {}", "x".repeat(1024));
     let mut csv = String::from(common::CSV_HEADER);
@@ -469,13 +483,7 @@ fn imported_pages_reach_the_database_file_without_the_import_checkpointing() {
         .block_on(engine.import_file(&file, None, None, at("2026-12-01T12:00:00Z")))
         .expect("the file imports");
     assert_eq!((summary.imported, summary.rejected.len()), (2_000, 0));
-    let wanted = before + 2_000 * 1024;
-    assert!(
-        common::eventually(std::time::Duration::from_secs(10), || size() >= wanted),
-        "the database file stayed at {} bytes (was {before}); the imported orders \
-         are still only in the log",
-        size()
-    );
+    assert_file_grows(&database, before + 2_000 * 1024, "the imported orders");
 }
 
 /// On PostgreSQL claims have a writer connection of their own, so a claim,
