@@ -295,20 +295,28 @@ rm -rf "$TMP/db"
 # session is bounded by POOL / (one commit + the SMTP round trips after it);
 # followupd sends MAIL FROM and RCPT TO while the claim commits, leaving
 # DATA and the message, half of smtp-source's four round trips a message.
+# A query that writes the claim transaction of every stored order's
+# shipment stage, one line each: the stage's UPDATE and the message's
+# INSERT. $1: the statement that opens a write transaction; $2: the SQL
+# function that quotes a literal; $3: an expression for $MSG_SIZE bytes of
+# message, with its quotes doubled (it sits inside a string literal).
+claims_sql() {
+    printf '%s' "SELECT '$1; UPDATE stages SET state = ''sending'', \
+claim_owner = ''bench'', claim_token = claim_token + 1, lease_until = 4000000000, attempts = 1, \
+reason = ''claimed'', message_id = ' || $2(order_id) || ', next_check_at = NULL, updated_at = 1 \
+WHERE marketplace = ' || $2(marketplace) || ' AND order_id = ' || $2(order_id) || ' \
+AND stage = ''shipment'' AND state = ''scheduled''; INSERT INTO messages (marketplace, order_id, \
+stage, message_id, recipient, subject, raw, created_at) VALUES (' || $2(marketplace) || ', ' \
+|| $2(order_id) || ', ''shipment'', ' || $2(order_id) || ', ''buyer@example.com'', \
+''Your order'', $3, 1); COMMIT;' FROM orders"
+}
 floor_run() {
     rm -rf "$TMP/db"; mkdir -p "$TMP/db"
     write_config "$TMP/floor.toml" "sqlite://$TMP/db/floor.db" file
     "$FOLLOWUPD" -c "$TMP/floor.toml" import "$TMP/due.csv" >"$OUT_FILE" 2>&1 || { cat "$OUT_FILE"; die "import for the claim floor failed"; }
     {
         echo "PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;"
-        sqlite3 "$TMP/db/floor.db" "SELECT 'BEGIN IMMEDIATE; UPDATE stages SET state = ''sending'', \
-claim_owner = ''bench'', claim_token = claim_token + 1, lease_until = 4000000000, attempts = 1, \
-reason = ''claimed'', message_id = ' || quote(order_id) || ', next_check_at = NULL, updated_at = 1 \
-WHERE marketplace = ' || quote(marketplace) || ' AND order_id = ' || quote(order_id) || ' \
-AND stage = ''shipment'' AND state = ''scheduled''; INSERT INTO messages (marketplace, order_id, \
-stage, message_id, recipient, subject, raw, created_at) VALUES (' || quote(marketplace) || ', ' \
-|| quote(order_id) || ', ''shipment'', ' || quote(order_id) || ', ''buyer@example.com'', \
-''Your order'', zeroblob($MSG_SIZE), 1); COMMIT;' FROM orders"
+        sqlite3 "$TMP/db/floor.db" "$(claims_sql 'BEGIN IMMEDIATE' quote "zeroblob($MSG_SIZE)")"
     } >"$TMP/claims.sql"
     timed sqlite3 -bail "$TMP/db/floor.db" ".read $TMP/claims.sql"
     local n
@@ -451,14 +459,7 @@ if [ "$PG_ON" = 1 ]; then
         new_pg_db
         write_config "$TMP/pg_floor.toml" "postgres://$PGUSER@$PGHOST:$PGPORT/$db" file
         "$FOLLOWUPD" -c "$TMP/pg_floor.toml" import "$TMP/due.csv" >"$OUT_FILE" 2>&1 || { cat "$OUT_FILE"; die "import for the PostgreSQL claim floor failed"; }
-        psql -d "$db" -qAtc "SELECT 'BEGIN; UPDATE stages SET state = ''sending'', \
-claim_owner = ''bench'', claim_token = claim_token + 1, lease_until = 4000000000, attempts = 1, \
-reason = ''claimed'', message_id = ' || quote_literal(order_id) || ', next_check_at = NULL, updated_at = 1 \
-WHERE marketplace = ' || quote_literal(marketplace) || ' AND order_id = ' || quote_literal(order_id) || ' \
-AND stage = ''shipment'' AND state = ''scheduled''; INSERT INTO messages (marketplace, order_id, \
-stage, message_id, recipient, subject, raw, created_at) VALUES (' || quote_literal(marketplace) || ', ' \
-|| quote_literal(order_id) || ', ''shipment'', ' || quote_literal(order_id) || ', ''buyer@example.com'', \
-''Your order'', decode(repeat(''00'', $MSG_SIZE), ''hex''), 1); COMMIT;' FROM orders" >"$TMP/pg_claims.sql"
+        psql -d "$db" -qAtc "$(claims_sql BEGIN quote_literal "decode(repeat(''00'', $MSG_SIZE), ''hex'')")" >"$TMP/pg_claims.sql"
         rm -f "$TMP"/pg_claims.part.*
         split -n "l/$POOL" -d "$TMP/pg_claims.sql" "$TMP/pg_claims.part."
         t0=$(now_s)

@@ -136,7 +136,7 @@ fn upsert_rows(
 ) -> Result<(u64, u64), StoreError> {
     // The write lock at once, as the send path's writes take it.
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    let (mut inserted, mut updated) = (0, 0);
+    let mut tally = Tally::default();
     {
         let mut upsert = tx.prepare_cached(&upsert_orders_sql(Backend::Sqlite, 1))?;
         let mut add_stages =
@@ -145,15 +145,10 @@ fn upsert_rows(
         for record in records {
             let extra = extra_json(record);
             let fields = order_params(record, &extra);
-            let revision: i64 = upsert.query_row(
+            tally.count(upsert.query_row(
                 rusqlite::params_from_iter([now, now].iter().chain(&fields)),
                 |row| row.get(0),
-            )?;
-            if revision == 1 {
-                inserted += 1;
-            } else {
-                updated += 1;
-            }
+            )?);
             let key = &record.order.key;
             let stage_params = [
                 now,
@@ -167,7 +162,7 @@ fn upsert_rows(
         }
     }
     tx.commit()?;
-    Ok((inserted, updated))
+    Ok(tally.totals())
 }
 
 /// Stores `records` in one transaction on a sqlx connection, as multi-row
@@ -184,7 +179,7 @@ pub(super) async fn upsert_on_connection(
         Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
         Backend::Postgres => conn.begin().await?,
     };
-    let (mut inserted, mut updated) = (0, 0);
+    let mut tally = Tally::default();
     for chunk in chunks_without_repeats(records, ROWS_PER_STATEMENT) {
         let extras: Vec<String> = chunk.iter().map(extra_json).collect();
         let order_sql = upsert_orders_sql(backend, chunk.len());
@@ -194,13 +189,8 @@ pub(super) async fn upsert_on_connection(
                 query = bind_param(query, param);
             }
         }
-        // Each row's revision comes back: 1 for a new order.
         for row in query.fetch_all(&mut *tx).await? {
-            if row.try_get::<i64, _>(0)? == 1 {
-                inserted += 1;
-            } else {
-                updated += 1;
-            }
+            tally.count(row.try_get(0)?);
         }
 
         let stage_sql = stage_upsert_sql(backend, chunk.len(), stages.len());
@@ -216,7 +206,30 @@ pub(super) async fn upsert_on_connection(
         query.execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    Ok((inserted, updated))
+    Ok(tally.totals())
+}
+
+/// New and updated orders, told apart by the `revision` each upsert
+/// returns: 1 for an order stored for the first time.
+#[derive(Default)]
+struct Tally {
+    inserted: u64,
+    updated: u64,
+}
+
+impl Tally {
+    fn count(&mut self, revision: i64) {
+        if revision == 1 {
+            self.inserted += 1;
+        } else {
+            self.updated += 1;
+        }
+    }
+
+    /// (inserted, updated)
+    fn totals(self) -> (u64, u64) {
+        (self.inserted, self.updated)
+    }
 }
 
 /// The columns of `order.extra` as stored: a JSON object.
