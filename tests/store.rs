@@ -422,6 +422,29 @@ fn after_its_connection_is_cut_the_writer_fails_that_batch_and_carries_on() {
     );
 }
 
+/// Claims the shipment of every order in `keys`, each with a stored
+/// message of `size` bytes, one commit at a time.
+fn claim_shipments_with_big_messages(
+    runtime: &tokio::runtime::Runtime,
+    store: &Store,
+    keys: &[OrderKey],
+    size: usize,
+    now: DateTime<Utc>,
+) {
+    let body = "x".repeat(size);
+    for (i, key) in keys.iter().enumerate() {
+        let id = format!("m{i}@shop.example");
+        let stored = NewMessage {
+            raw: format!("Message-ID: <{id}>\r\n\r\n{body}\r\n").into_bytes(),
+            ..message(&id)
+        };
+        runtime
+            .block_on(store.claim_and_store(key, claim("shipment", "me", &id), Some(stored), now))
+            .expect("claim commits")
+            .expect("claim is won");
+    }
+}
+
 /// On a SQLite file the log is copied into the database file by a thread
 /// of its own (`store::writer::checkpoint`), soon after commits, so the
 /// writer's own checkpoints (and the claims stalled behind their syncs) are
@@ -435,18 +458,7 @@ fn committed_pages_reach_the_database_file_without_the_writer_checkpointing() {
     let before = file_size(&database);
     let now = at("2026-12-02T10:00:00Z");
     // 100 messages of 16 KB: about 400 pages, a tenth of the writer's limit.
-    let body = "x".repeat(16 * 1024);
-    for (i, key) in keys.iter().enumerate() {
-        let id = format!("m{i}@shop.example");
-        let stored = NewMessage {
-            raw: format!("Message-ID: <{id}>\r\n\r\n{body}\r\n").into_bytes(),
-            ..message(&id)
-        };
-        runtime
-            .block_on(store.claim_and_store(key, claim("shipment", "me", &id), Some(stored), now))
-            .expect("claim commits")
-            .expect("claim is won");
-    }
+    claim_shipments_with_big_messages(&runtime, &store, &keys, 16 * 1024, now);
     assert_file_grows(
         &database,
         before + 100 * 16 * 1024,
@@ -484,6 +496,57 @@ fn imported_pages_reach_the_database_file_without_the_import_checkpointing() {
         .expect("the file imports");
     assert_eq!((summary.imported, summary.rejected.len()), (2_000, 0));
     assert_file_grows(&database, before + 2_000 * 1024, "the imported orders");
+}
+
+/// A burst can grow a SQLite file's log far past its usual size: here a
+/// reader keeps a snapshot open (as a long `followupd log` query could)
+/// while 40 MB of messages are committed, so the log cannot start over. Once
+/// the reader is gone and the log has been copied into the database, the
+/// next commits start it over and cut the file back to the store's limit,
+/// instead of leaving 40 MB on disk for as long as the daemon runs.
+#[test]
+fn after_a_burst_the_log_file_is_cut_back_to_its_limit() {
+    let (env, runtime, store, keys) = setup(320);
+    let database = env.path("state/test.db");
+    let log = env.path("state/test.db-wal");
+    let limit = followupd::store::SQLITE_LOG_LIMIT_BYTES;
+    let now = at("2026-12-02T10:00:00Z");
+
+    let reader = rusqlite::Connection::open(&database).expect("reader opens");
+    reader.execute_batch("BEGIN").unwrap();
+    let orders: i64 = reader
+        .query_row("SELECT count(*) FROM orders", [], |row| row.get(0))
+        .unwrap();
+    assert_eq!(orders, 320);
+    claim_shipments_with_big_messages(&runtime, &store, &keys, 128 * 1024, now);
+    let grown = file_size(&log);
+    assert!(grown > limit, "the burst left only {grown} bytes of log");
+    drop(reader);
+
+    let mut next = keys.iter().enumerate();
+    let cut = common::eventually(std::time::Duration::from_secs(20), || {
+        // Commits after the background checkpoint has copied the log let
+        // it start over; the commit after that start cuts the file.
+        if let Some((i, key)) = next.next() {
+            let id = format!("after{i}@shop.example");
+            runtime
+                .block_on(store.claim_and_store(
+                    key,
+                    claim("follow_up", "me", &id),
+                    Some(message(&id)),
+                    now,
+                ))
+                .expect("claim commits")
+                .expect("claim is won");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(30));
+        file_size(&log) <= limit
+    });
+    assert!(
+        cut,
+        "the log stayed at {} bytes after the burst (limit {limit})",
+        file_size(&log)
+    );
 }
 
 /// On PostgreSQL claims have a writer connection of their own, so a claim,

@@ -295,14 +295,24 @@ async fn connection_is_clean(conn: &mut sqlx::AnyConnection, backend: Backend) -
     }
 }
 
+/// The size a SQLite file's write-ahead log is cut back to when it starts
+/// over, if it had grown past it. In normal running the writers'
+/// checkpoint limit keeps the log near 16 MB (`checkpoint.rs`), so this
+/// only cuts the log after a burst, such as a big import while readers kept
+/// the log from starting over; without it the file would keep its largest
+/// size until the last connection closes.
+pub const SQLITE_LOG_LIMIT_BYTES: u64 = 24 * 1024 * 1024;
+
 /// Settings of every SQLite connection. WAL lets readers (plan, logs) work
 /// while the daemon writes; the busy timeout turns brief lock contention
-/// into a wait instead of an error.
-const SQLITE_PRAGMAS: [&str; 4] = [
+/// into a wait instead of an error; the journal size limit is
+/// [`SQLITE_LOG_LIMIT_BYTES`].
+const SQLITE_PRAGMAS: [&str; 5] = [
     "PRAGMA journal_mode = WAL",
     "PRAGMA busy_timeout = 10000",
     "PRAGMA synchronous = NORMAL",
     "PRAGMA foreign_keys = ON",
+    "PRAGMA journal_size_limit = 25165824",
 ];
 
 /// The database handle shared by every command and the daemon.
@@ -1031,7 +1041,17 @@ fn decode_log(row: &AnyRow) -> Result<LogEntry, StoreError> {
 
 #[cfg(test)]
 mod tests {
-    use super::StoreError;
+    use super::{StoreError, SQLITE_LOG_LIMIT_BYTES, SQLITE_PRAGMAS};
+
+    /// The pragma sets the limit the constant documents.
+    #[test]
+    fn the_log_limit_pragma_matches_its_constant() {
+        let wanted = format!("PRAGMA journal_size_limit = {SQLITE_LOG_LIMIT_BYTES}");
+        assert!(
+            SQLITE_PRAGMAS.contains(&wanted.as_str()),
+            "{SQLITE_PRAGMAS:?}"
+        );
+    }
 
     /// A SQLite error is not also the error's source, so a report of the
     /// whole chain (`{:#}`, as the command line prints) says it once.

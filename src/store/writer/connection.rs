@@ -113,7 +113,8 @@ pub(super) struct SqliteFile {
 pub(in crate::store) fn open_sqlite(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
     let conn = rusqlite::Connection::open(path)?;
     for pragma in SQLITE_PRAGMAS {
-        // `journal_mode` answers with a row; the others with none.
+        // `journal_mode` and `journal_size_limit` answer with a row; the
+        // others with none.
         conn.query_row(pragma, [], |_| Ok(()))
             .or_else(|e| match e {
                 rusqlite::Error::QueryReturnedNoRows => Ok(()),
