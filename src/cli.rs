@@ -140,7 +140,8 @@ pub enum Command {
     },
     /// Lint every template (or one finished message); exit 1 on any hit.
     Lint {
-        /// A finished plain-text message to lint instead of the templates.
+        /// A finished message to lint instead of the templates (plain text,
+        /// or HTML if the name ends in .html or .htm).
         #[arg(long)]
         message: Option<PathBuf>,
         /// The buyer's locale for --message.
@@ -650,6 +651,13 @@ fn plan_row(line: &PlanLine) -> String {
 }
 
 /// `followupd lint --message FILE`: `FILE:LINE:COL: rule: message` per hit.
+///
+/// A `.html` / `.htm` file is linted as a mail client shows it: the words
+/// in its visible text (so `re<b>view</b>` counts and a link target does
+/// not), its links and images in the markup. A hit is placed in the file
+/// where its text appears there as written; one that only forms on screen
+/// (split by tags, or written with character references) is placed in the
+/// visible text instead, and says so.
 fn lint_message(
     forbidden: &Forbidden,
     locale: Option<&str>,
@@ -657,13 +665,31 @@ fn lint_message(
     order_id: Option<&str>,
     file: &PathBuf,
 ) -> Result<ExitCode> {
-    let text =
+    let source =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let is_html = file
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
+    let visible = is_html.then(|| crate::lint::visible_text(&source));
+    let text = visible.as_deref().unwrap_or(&source);
+    // Where a finding in `text` is in the file.
+    // (A finding with no text of its own, such as a missing order id, is
+    // about the whole message and keeps its position.)
+    let place = |line: usize, column: usize, found: &str| match &visible {
+        Some(visible) if !found.is_empty() => {
+            match place_in_markup(&source, visible, line, column, found) {
+                Some((line, column)) => format!("{}:{line}:{column}", file.display()),
+                None => format!("{}: visible text {line}:{column}", file.display()),
+            }
+        }
+        _ => format!("{}:{line}:{column}", file.display()),
+    };
     let mut problems = Vec::new();
-    for hit in forbidden.scan_locale(&text, locale) {
+    for hit in forbidden.scan_locale(text, locale) {
         problems.push((
-            hit.line,
-            hit.column,
+            (hit.line, hit.column),
+            place(hit.line, hit.column, &hit.word),
             format!(
                 "forbidden-word: forbidden word '{}' (matches '{}')",
                 hit.word, hit.pattern
@@ -675,12 +701,14 @@ fn lint_message(
         // Without the order id there is nothing to look for.
         policy.disabled.insert("order-id".into());
     }
+    // An HTML file's visible text stands in for the text body: the prose
+    // rules read it, and the link and image rules read the markup.
     let parts = crate::policy::MessageParts {
         subject: "",
-        text: &text,
-        html: None,
+        text,
+        html: is_html.then_some(source.as_str()),
         html_text: None,
-        raw: text.as_bytes(),
+        raw: source.as_bytes(),
         order_id: order_id.unwrap_or_default(),
         order_links: &[],
     };
@@ -692,13 +720,63 @@ fn lint_message(
             .nth(3)
             .unwrap_or(&message)
             .trim_start();
-        problems.push((v.line, v.column, message.to_string()));
+        let position = match v.part {
+            // Found in the markup itself, at its own position.
+            crate::lint::Part::Html => format!("{}:{}:{}", file.display(), v.line, v.column),
+            _ => place(v.line, v.column, &v.found),
+        };
+        problems.push(((v.line, v.column), position, message.to_string()));
     }
     problems.sort();
-    for (line, column, message) in &problems {
-        println!("{}:{line}:{column}: {message}", file.display());
+    for (_, position, message) in &problems {
+        println!("{position}: {message}");
     }
     Ok(exit(problems.is_empty()))
+}
+
+/// The file position of a finding at `line`:`column` of `visible` (the
+/// visible text of `source`) whose text is `found`: the occurrence of
+/// `found` in the source, outside tags, with as many occurrences before it
+/// as the finding has in the visible text. `None` if the source does not
+/// have that many: the text only forms once the markup is rendered.
+fn place_in_markup(
+    source: &str,
+    visible: &str,
+    line: usize,
+    column: usize,
+    found: &str,
+) -> Option<(usize, usize)> {
+    let line_start: usize = visible
+        .split_inclusive('\n')
+        .take(line.saturating_sub(1))
+        .map(str::len)
+        .sum();
+    let offset = line_start
+        + visible[line_start..]
+            .char_indices()
+            .nth(column.saturating_sub(1))
+            .map_or(0, |(i, _)| i);
+    let earlier = visible[..offset].matches(found).count();
+    let at = source
+        .match_indices(found)
+        .map(|(i, _)| i)
+        .filter(|&i| !inside_tag(source, i))
+        .nth(earlier)?;
+    let before = &source[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    Some((line, column))
+}
+
+/// Whether byte `at` of `html` is inside a tag (an attribute, say): the
+/// last `<` before it is not yet closed.
+fn inside_tag(html: &str, at: usize) -> bool {
+    let before = &html[..at];
+    match (before.rfind('<'), before.rfind('>')) {
+        (Some(open), Some(close)) => open > close,
+        (Some(_), None) => true,
+        _ => false,
+    }
 }
 
 /// `followupd lint`: the templates' own text, then every stage rendered

@@ -158,3 +158,53 @@ fn lint_explains_rules_and_checks_messages_against_a_profile() {
     let out = env.run(&["lint", "--message", file.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(0));
 }
+
+/// An HTML message is linted as a mail client shows it: a word split by a
+/// tag still counts (and, having no place in the file as written, is placed
+/// in the visible text), a word in a link target does not, and words, links
+/// and images are placed at their line and column in the file.
+#[test]
+fn lint_reads_an_html_message_as_it_is_shown() {
+    let env = Env::with_defaults();
+    let html = "<html><body>\n<p>Hi Bo,</p>\n<p>Please re<b>view</b> your order 111-222.</p>\n\
+                <p><a href=\"https://px.example/review\">Our shop</a> will update you.</p>\n\
+                <img src=\"https://px.example/p.gif\">\n</body></html>\n";
+    let file = env.write("m.html", html);
+    let f = file.display();
+    let lines = |args: &[&str]| -> Vec<String> {
+        let out = env.run(&[&["lint", "--message", file.to_str().unwrap()], args].concat());
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect()
+    };
+    let mut words = vec![
+        format!("{f}:4:58: forbidden-word: forbidden word 'update' (matches 'update*')"),
+        format!(
+            "{f}: visible text 8:8: forbidden-word: forbidden word 'review' (matches 'review*')"
+        ),
+    ];
+    words.sort();
+    let mut found = lines(&[]);
+    found.sort();
+    assert_eq!(found, words);
+
+    let mut found = lines(&["--policy", "amazon", "--order-id", "111-222"]);
+    found.sort();
+    let mut wanted = vec![
+        format!(
+            "{f}:4:7: link: link to a domain the order does not need: https://px.example/review"
+        ),
+        format!("{f}:5:1: image: image: <img src=\"https://px.example/p.gif\">"),
+    ];
+    wanted.extend(words);
+    wanted.sort();
+    assert_eq!(found, wanted);
+
+    // The same text as plain text: the markup is just characters.
+    let plain = env.write("m.txt", html);
+    let out = env.run(&["lint", "--message", plain.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("'review'"), "{text}");
+}
