@@ -616,3 +616,42 @@ fn one_tick_sends_every_due_order_when_orders_in_flight_fill_a_batch() {
     assert!(out.starts_with(&format!("sent {orders},")), "{out}");
     assert_eq!(server.received().len(), orders);
 }
+
+/// The transport on its own, against the test server offering PIPELINING
+/// or not. Offered, MAIL, RCPT and DATA go in one write; not offered, the
+/// transport waits for each reply. Either way a message withheld after the
+/// envelope (the caller could not make its claim durable) never reaches the
+/// server: with PIPELINING the server has already said 354 and awaits the
+/// message, so the connection is closed without the final dot. The next
+/// message goes out on a new connection.
+#[test]
+fn the_envelope_is_pipelined_when_offered_and_a_withheld_message_never_arrives() {
+    use followupd::message::Outgoing;
+    use followupd::transport::{SendError, Transport};
+
+    for (server_args, pipelined) in [(&[][..], true), (&["--no-pipelining"][..], false)] {
+        let server = SmtpServer::start(server_args);
+        let env = smtp_env(server.port, "pool_size = 1", "");
+        let config = followupd::config::Config::load(&env.path("config.toml")).unwrap();
+        let transport = Transport::new(&config.transport).unwrap();
+        let message = |n: u32| Outgoing {
+            message_id: format!("m{n}@test.example"),
+            from: "shop@test.example".parse().unwrap(),
+            to: "b@buyer.example".parse().unwrap(),
+            subject: "Hello".into(),
+            raw: format!("Message-ID: <m{n}@test.example>\r\nSubject: Hello\r\n\r\nHi\r\n")
+                .into_bytes(),
+        };
+        let runtime = tokio::runtime::Runtime::new().unwrap();
+        let withheld = runtime.block_on(transport.send(&message(1), async { false }));
+        assert!(matches!(withheld, Err(SendError::Withheld)), "{withheld:?}");
+        let sent = runtime.block_on(transport.send(&message(2), async { true }));
+        assert_eq!(sent.expect("the second message is sent").code, Some(250));
+
+        let received = server.received();
+        assert_eq!(received.len(), 1, "{received:?}");
+        assert_eq!(received[0]["message_id"], "<m2@test.example>");
+        assert_eq!(received[0]["conn"], 2, "{received:?}");
+        assert_eq!(received[0]["pipelined"], pipelined, "{server_args:?}");
+    }
+}

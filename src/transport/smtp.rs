@@ -8,6 +8,14 @@
 //! or a dropped connection after it leaves the delivery in doubt, which the
 //! caller records as `unknown` instead of risking a duplicate.
 //!
+//! A server that offers PIPELINING (RFC 2920, as most relays do) gets
+//! MAIL, RCPT and DATA in one write and answers them together: one round
+//! trip instead of three. DATA commits the server to nothing; only the
+//! message and its final dot do, and those still wait until the caller
+//! releases them. A message withheld after the server said 354 is
+//! abandoned by closing the connection without its final dot, which the
+//! server discards.
+//!
 //! Connections are pooled (up to `pool_size`). One that has been idle for a
 //! while is checked with NOOP before reuse, so a connection the server closed
 //! meanwhile is replaced; one that finished a message moments ago is reused
@@ -24,7 +32,7 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
-use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailParameter};
 use lettre::transport::smtp::response::Response;
 use tokio::sync::{Mutex, Semaphore};
@@ -71,10 +79,17 @@ pub struct SmtpTransport {
     tls: Option<TlsParameters>,
     hello: ClientId,
     /// Connections waiting for the next message, with when they were parked.
-    idle: Mutex<Vec<(AsyncSmtpConnection, Instant)>>,
+    idle: Mutex<Vec<(Connection, Instant)>>,
     slots: Semaphore,
     per_minute: Option<Arc<DefaultDirectRateLimiter>>,
     per_hour: Option<Arc<DefaultDirectRateLimiter>>,
+}
+
+/// An open session with the server, ready for a transaction.
+struct Connection {
+    smtp: AsyncSmtpConnection,
+    /// The server offers PIPELINING (lettre does not keep that).
+    pipelining: bool,
 }
 
 impl std::fmt::Debug for SmtpTransport {
@@ -126,7 +141,7 @@ impl SmtpTransport {
     }
 
     /// Connects, says EHLO, upgrades to TLS and authenticates as configured.
-    async fn connect(&self) -> Result<AsyncSmtpConnection, SendError> {
+    async fn connect(&self) -> Result<Connection, SendError> {
         let implicit_tls = match self.config.tls {
             TlsMode::Tls => self.tls.clone(),
             _ => None,
@@ -194,6 +209,13 @@ impl SmtpTransport {
             )
             .await?;
         }
+        let pipelining = match self.offers_pipelining(&mut conn).await {
+            Ok(offered) => offered,
+            Err(e) => {
+                conn.abort().await;
+                return Err(e);
+            }
+        };
         if let (Some(user), Some(password)) = (&self.config.username, &self.config.password) {
             let credentials = Credentials::new(user.clone(), password.expose().to_string());
             let mechanisms = [Mechanism::Plain, Mechanism::Login];
@@ -208,13 +230,35 @@ impl SmtpTransport {
                 return Err(e);
             }
         }
-        Ok(conn)
+        Ok(Connection {
+            smtp: conn,
+            pipelining,
+        })
+    }
+
+    /// Whether the server offers PIPELINING. lettre keeps only the
+    /// extensions it uses from its EHLO, so the EHLO is said once more (a
+    /// round trip per connection, not per message), before AUTH, which
+    /// some servers would not expect to survive a new EHLO.
+    async fn offers_pipelining(&self, conn: &mut AsyncSmtpConnection) -> Result<bool, SendError> {
+        let reply = bounded(
+            self.config.command_timeout,
+            Step::Connect,
+            conn.command(Ehlo::new(self.hello.clone())),
+        )
+        .await?;
+        let offered = reply.message().any(|line| {
+            line.split_whitespace()
+                .next()
+                .is_some_and(|keyword| keyword.eq_ignore_ascii_case("PIPELINING"))
+        });
+        Ok(offered)
     }
 
     /// A pooled connection, or a new one. Returns whether it is known to
     /// work: new, or idle long enough to be checked with NOOP (and still
     /// answering); a connection parked moments ago is handed out unchecked.
-    async fn checkout(&self) -> Result<(AsyncSmtpConnection, bool), SendError> {
+    async fn checkout(&self) -> Result<(Connection, bool), SendError> {
         loop {
             let parked = self.idle.lock().await.pop();
             let Some((mut conn, parked_at)) = parked else {
@@ -223,19 +267,20 @@ impl SmtpTransport {
             if parked_at.elapsed() < REUSE_UNCHECKED_WITHIN {
                 return Ok((conn, false));
             }
-            let alive = tokio::time::timeout(self.config.command_timeout, conn.test_connected())
-                .await
-                .unwrap_or(false);
+            let alive =
+                tokio::time::timeout(self.config.command_timeout, conn.smtp.test_connected())
+                    .await
+                    .unwrap_or(false);
             if alive {
                 return Ok((conn, true));
             }
-            quit_briefly(conn).await;
+            quit_briefly(conn.smtp).await;
         }
     }
 
-    async fn checkin(&self, mut conn: AsyncSmtpConnection) {
-        if conn.has_broken() {
-            conn.abort().await;
+    async fn checkin(&self, mut conn: Connection) {
+        if conn.smtp.has_broken() {
+            conn.smtp.abort().await;
         } else {
             self.idle.lock().await.push((conn, Instant::now()));
         }
@@ -282,7 +327,7 @@ impl SmtpTransport {
                     && step == Step::Mail;
             if !checked && dropped_while_parked {
                 // Nothing of the message was sent: MAIL FROM got no reply.
-                quit_briefly(conn).await;
+                quit_briefly(conn.smtp).await;
                 step = Step::Connect;
                 conn = self.connect().await?;
                 result = self
@@ -293,7 +338,11 @@ impl SmtpTransport {
             // fit for the next message; after any failure it is dropped.
             match &result {
                 Ok(_) => self.checkin(conn).await,
-                Err(_) => quit_briefly(conn).await,
+                // Withheld after a pipelined DATA: the server awaits the
+                // message, so anything said now would become part of it.
+                // Closing without the final dot abandons it.
+                Err(SendError::Withheld) if conn.pipelining => drop(conn),
+                Err(_) => quit_briefly(conn.smtp).await,
             }
             result
         };
@@ -312,7 +361,7 @@ impl SmtpTransport {
 
     async fn transaction<F: std::future::Future<Output = bool>>(
         &self,
-        conn: &mut AsyncSmtpConnection,
+        conn: &mut Connection,
         message: &Outgoing,
         release: &mut Release<F>,
         step: &mut Step,
@@ -324,7 +373,11 @@ impl SmtpTransport {
             })?;
         let mut options = Vec::new();
         if !message.from.to_string().is_ascii() || !message.to.to_string().is_ascii() {
-            if !conn.server_info().supports_feature(Extension::SmtpUtfEight) {
+            if !conn
+                .smtp
+                .server_info()
+                .supports_feature(Extension::SmtpUtfEight)
+            {
                 return Err(SendError::Permanent {
                     code: None,
                     text: "the recipient address needs SMTPUTF8, which the server does not offer"
@@ -334,26 +387,41 @@ impl SmtpTransport {
             options.push(MailParameter::SmtpUtfEight);
         }
         let timeout = self.config.command_timeout;
+        let mail = Mail::new(envelope.from().cloned(), options);
+        let smtp = &mut conn.smtp;
         *step = Step::Mail;
-        bounded(
-            timeout,
-            *step,
-            conn.command(Mail::new(envelope.from().cloned(), options)),
-        )
-        .await?;
-        *step = Step::Rcpt;
-        for to in envelope.to() {
-            bounded(timeout, *step, conn.command(Rcpt::new(to.clone(), vec![]))).await?;
+        if conn.pipelining {
+            // One write, then the replies in order.
+            let mut group = mail.to_string();
+            for to in envelope.to() {
+                group.push_str(&Rcpt::new(to.clone(), vec![]).to_string());
+            }
+            group.push_str(&Data.to_string());
+            bounded(timeout, *step, smtp.command(group)).await?;
+            *step = Step::Rcpt;
+            for _ in envelope.to() {
+                bounded(timeout, *step, smtp.read_response()).await?;
+            }
+            *step = Step::Data;
+            bounded(timeout, *step, smtp.read_response()).await?;
+        } else {
+            bounded(timeout, *step, smtp.command(mail)).await?;
+            *step = Step::Rcpt;
+            for to in envelope.to() {
+                bounded(timeout, *step, smtp.command(Rcpt::new(to.clone(), vec![]))).await?;
+            }
         }
         // The envelope commits the server to nothing, so it goes out while
         // the caller is still making the send durable; the message waits.
         if !release.wait().await {
             return Err(SendError::Withheld);
         }
-        *step = Step::Data;
-        bounded(timeout, *step, conn.command(Data)).await?;
+        if !conn.pipelining {
+            *step = Step::Data;
+            bounded(timeout, *step, smtp.command(Data)).await?;
+        }
         *step = Step::Message;
-        let response = bounded(timeout, *step, conn.message(&message.raw)).await?;
+        let response = bounded(timeout, *step, smtp.message(&message.raw)).await?;
         Ok(receipt(&response))
     }
 
@@ -361,8 +429,8 @@ impl SmtpTransport {
     /// QUIT: a check that the settings work, sending nothing.
     pub async fn handshake(&self) -> Result<String, SendError> {
         let mut conn = self.connect().await?;
-        let encrypted = conn.is_encrypted();
-        let _ = conn.quit().await;
+        let encrypted = conn.smtp.is_encrypted();
+        let _ = conn.smtp.quit().await;
         Ok(format!(
             "{}:{}: EHLO ok{}{}",
             self.config.host,
@@ -380,7 +448,7 @@ impl SmtpTransport {
     pub async fn shutdown(&self) {
         let mut idle = self.idle.lock().await;
         for (mut conn, _) in idle.drain(..) {
-            let _ = tokio::time::timeout(Duration::from_secs(2), conn.quit()).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), conn.smtp.quit()).await;
         }
     }
 }

@@ -24,7 +24,7 @@ the two .jsonl files are truncated at startup and numbering restarts at 1):
                     (temp file + rename).
   DIR/received.jsonl  one JSON object per accepted message:
                     {"n", "mail_from", "rcpt_tos", "message_id", "size",
-                     "conn", "tls", "auth"}
+                     "conn", "tls", "auth", "pipelined"}
   DIR/attempts.jsonl  one JSON object per transaction outcome, accepted or not:
                     {"n", "stage", "reply", "message_id", "mail_from",
                      "rcpt_tos", "conn", "tls", "auth"}  (+ "rcpt" for stage rcpt)
@@ -36,6 +36,9 @@ the two .jsonl files are truncated at startup and numbering restarts at 1):
   conn        connection number (1-based, counted over the server's lifetime)
   tls         true if the transaction ran after STARTTLS
   auth        the AUTH username of the session, or null
+  pipelined   true if the commands after MAIL FROM had already arrived when
+              MAIL FROM was answered: the client sent them without waiting
+              (PIPELINING, which the server offers unless --no-pipelining)
   stage       "data"       the final dot was received and `reply` was sent
               "rcpt"       a RCPT TO was refused (--rcpt-reply); one line per RCPT
               "mail"/"rcpt"/"data" with reply "530 5.7.0 Authentication
@@ -409,6 +412,7 @@ class Recorder:
                   "message_id": message_id, "size": len(content)}
         fields = self.session_fields(server, session, envelope)
         record.update({k: fields[k] for k in ("conn", "tls", "auth")})
+        record["pipelined"] = getattr(session, "pipelined", False)
         self._append(self.received_path, record)
         log.info("received %s", record)
 
@@ -432,6 +436,15 @@ class Handler:
         self.args = args
         self.recorder = recorder
         self.data_count = 0  # DATA transactions seen (final dot received)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        # Offer PIPELINING (RFC 2920) as most relays do; aiosmtpd reads
+        # commands one at a time whether or not they came together. This
+        # hook must set the session's host name itself.
+        session.host_name = hostname
+        if not self.args.no_pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if self.args.rcpt_reply is None:
@@ -554,6 +567,12 @@ class TestSMTP(SMTP):
             await asyncio.sleep(3600)
             return
         await super()._handle_client()
+
+    async def smtp_MAIL(self, arg):
+        # What the client sent after MAIL FROM before hearing its reply is
+        # already in the read buffer.
+        self.session.pipelined = bool(self._reader._buffer)
+        await super().smtp_MAIL(arg)
 
     async def smtp_DATA(self, arg):
         self.pending_fault = None
@@ -685,6 +704,8 @@ def parse_args(argv):
                    help="seconds to wait before the 220 greeting")
     p.add_argument("--drop-after-data", type=positive_int, default=None, metavar="N",
                    help="abort the connection, unanswered, after the Nth DATA's final dot")
+    p.add_argument("--no-pipelining", action="store_true",
+                   help="do not offer PIPELINING in the EHLO reply")
     p.add_argument("--tls-cert", help="PEM certificate: offer STARTTLS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
     p.add_argument("--require-starttls", action="store_true",
