@@ -720,9 +720,13 @@ fn lint_message(
             .nth(3)
             .unwrap_or(&message)
             .trim_start();
-        let position = match v.part {
+        let position = match (v.part, v.rule) {
             // Found in the markup itself, at its own position.
-            crate::lint::Part::Html => format!("{}:{}:{}", file.display(), v.line, v.column),
+            (crate::lint::Part::Html, _) => {
+                format!("{}:{}:{}", file.display(), v.line, v.column)
+            }
+            // About the whole message: nothing in it to point at.
+            (_, "order-id" | "attachment") => place(v.line, v.column, ""),
             _ => place(v.line, v.column, &v.found),
         };
         problems.push(((v.line, v.column), position, message.to_string()));
@@ -737,8 +741,12 @@ fn lint_message(
 /// The file position of a finding at `line`:`column` of `visible` (the
 /// visible text of `source`) whose text is `found`: the occurrence of
 /// `found` in the source, outside tags, with as many occurrences before it
-/// as the finding has in the visible text. `None` if the source does not
-/// have that many: the text only forms once the markup is rendered.
+/// as the finding has in the visible text. `None` unless the source, outside
+/// tags, has exactly as many occurrences as the visible text, so that they
+/// pair up: a word split by tags or written with character references, or
+/// text in alt or title attributes or in scripts, makes the counts differ,
+/// and the finding is then only placed in the visible text, never in the
+/// wrong spot.
 fn place_in_markup(
     source: &str,
     visible: &str,
@@ -754,14 +762,18 @@ fn place_in_markup(
     let offset = line_start
         + visible[line_start..]
             .char_indices()
-            .nth(column.saturating_sub(1))
-            .map_or(0, |(i, _)| i);
+            .nth(column.saturating_sub(1))?
+            .0;
     let earlier = visible[..offset].matches(found).count();
-    let at = source
+    let candidates: Vec<usize> = source
         .match_indices(found)
         .map(|(i, _)| i)
         .filter(|&i| !inside_tag(source, i))
-        .nth(earlier)?;
+        .collect();
+    if candidates.len() != visible.matches(found).count() {
+        return None;
+    }
+    let at = *candidates.get(earlier)?;
     let before = &source[..at];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;

@@ -202,6 +202,25 @@ fn lint_reads_an_html_message_as_it_is_shown() {
     wanted.sort();
     assert_eq!(found, wanted);
 
+    // A message without the order id says so about the whole file.
+    let found = lines(&["--policy", "amazon", "--order-id", "999-000"]);
+    let missing = format!("{f}:1:1: order-id: the order id 999-000 is missing");
+    assert!(found.contains(&missing), "{found:?}");
+
+    // Words in alt text are seen but are not in the file's text: with two
+    // "review"s on screen and one in the file's text, neither can be paired
+    // with a spot in the file for sure, so both are placed on screen only.
+    let alt = env.write(
+        "alt.html",
+        "<p><img src=\"cid:logo\" alt=\"Please review\"></p>\n<p>Do review it.</p>\n",
+    );
+    let out = env.run(&["lint", "--message", alt.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let placed: Vec<&str> = text.lines().collect();
+    assert_eq!(placed.len(), 2, "{text}");
+    let prefix = format!("{}: visible text ", alt.display());
+    assert!(placed.iter().all(|l| l.starts_with(&prefix)), "{text}");
+
     // The same text as plain text: the markup is just characters.
     let plain = env.write("m.txt", html);
     let out = env.run(&["lint", "--message", plain.to_str().unwrap()]);

@@ -617,31 +617,51 @@ fn one_tick_sends_every_due_order_when_orders_in_flight_fill_a_batch() {
     assert_eq!(server.received().len(), orders);
 }
 
+/// A transport of its own (one session) for the server on `port`.
+fn transport_for(port: u16) -> (Env, followupd::transport::Transport) {
+    let env = smtp_env(port, "pool_size = 1", "");
+    let config = followupd::config::Config::load(&env.path("config.toml")).unwrap();
+    let transport = followupd::transport::Transport::new(&config.transport).unwrap();
+    (env, transport)
+}
+
+/// A small message with Message-ID `m{n}@test.example`.
+fn small_message(n: u32) -> followupd::message::Outgoing {
+    followupd::message::Outgoing {
+        message_id: format!("m{n}@test.example"),
+        from: "shop@test.example".parse().unwrap(),
+        to: "b@buyer.example".parse().unwrap(),
+        subject: "Hello".into(),
+        raw: format!("Message-ID: <m{n}@test.example>\r\nSubject: Hello\r\n\r\nHi\r\n")
+            .into_bytes(),
+    }
+}
+
+/// The stages of the server's attempts lines.
+fn attempt_stages(server: &SmtpServer) -> Vec<String> {
+    server
+        .attempts()
+        .iter()
+        .map(|a| a["stage"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
 /// The transport on its own, against the test server offering PIPELINING
 /// or not. Offered, MAIL, RCPT and DATA go in one write; not offered, the
 /// transport waits for each reply. Either way a message withheld after the
 /// envelope (the caller could not make its claim durable) never reaches the
 /// server: with PIPELINING the server has already said 354 and awaits the
-/// message, so the connection is closed without the final dot. The next
-/// message goes out on a new connection.
+/// message, so the connection is closed without the final dot, and the
+/// server records the transaction as abandoned. The next message goes out
+/// on a new connection.
 #[test]
 fn the_envelope_is_pipelined_when_offered_and_a_withheld_message_never_arrives() {
-    use followupd::message::Outgoing;
-    use followupd::transport::{SendError, Transport};
+    use followupd::transport::SendError;
 
     for (server_args, pipelined) in [(&[][..], true), (&["--no-pipelining"][..], false)] {
         let server = SmtpServer::start(server_args);
-        let env = smtp_env(server.port, "pool_size = 1", "");
-        let config = followupd::config::Config::load(&env.path("config.toml")).unwrap();
-        let transport = Transport::new(&config.transport).unwrap();
-        let message = |n: u32| Outgoing {
-            message_id: format!("m{n}@test.example"),
-            from: "shop@test.example".parse().unwrap(),
-            to: "b@buyer.example".parse().unwrap(),
-            subject: "Hello".into(),
-            raw: format!("Message-ID: <m{n}@test.example>\r\nSubject: Hello\r\n\r\nHi\r\n")
-                .into_bytes(),
-        };
+        let (_env, transport) = transport_for(server.port);
+        let message = small_message;
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let withheld = runtime.block_on(transport.send(&message(1), async { false }));
         assert!(matches!(withheld, Err(SendError::Withheld)), "{withheld:?}");
@@ -653,5 +673,39 @@ fn the_envelope_is_pipelined_when_offered_and_a_withheld_message_never_arrives()
         assert_eq!(received[0]["message_id"], "<m2@test.example>");
         assert_eq!(received[0]["conn"], 2, "{received:?}");
         assert_eq!(received[0]["pipelined"], pipelined, "{server_args:?}");
+        // Only a pipelined DATA had reached the 354 when the message was
+        // withheld, and the server saw that transaction given up.
+        let abandoned = usize::from(pipelined);
+        assert!(
+            common::eventually(std::time::Duration::from_secs(5), || {
+                server.jsonl("abandoned.jsonl").len() == abandoned
+            }),
+            "{:?}",
+            server.jsonl("abandoned.jsonl")
+        );
+        assert_eq!(attempt_stages(&server), ["data"]);
     }
+}
+
+/// A relay that gives up on the connection after its 354, while the claim
+/// is still committing (its own timeout, a restart), has taken nothing of
+/// the message: the send is a retry, not a delivery in doubt.
+#[test]
+fn a_connection_dropped_after_the_354_while_the_claim_commits_is_a_retry() {
+    use followupd::transport::SendError;
+
+    let server = SmtpServer::start(&["--drop-after-354"]);
+    let (_env, transport) = transport_for(server.port);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let slow_claim = async {
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        true
+    };
+    let result = runtime.block_on(transport.send(&small_message(1), slow_claim));
+    assert!(
+        matches!(result, Err(SendError::Transient { .. })),
+        "{result:?}"
+    );
+    assert!(server.received().is_empty());
+    assert_eq!(attempt_stages(&server), ["drop-after-354"]);
 }

@@ -196,7 +196,7 @@ impl SmtpTransport {
                 text: "STARTTLS configured without TLS parameters".into(),
             })?;
             if !conn.can_starttls() {
-                conn.abort().await;
+                quit_briefly(conn).await;
                 return Err(SendError::Transient {
                     code: None,
                     text: format!("{} does not offer STARTTLS", self.config.host),
@@ -212,7 +212,7 @@ impl SmtpTransport {
         let pipelining = match self.offers_pipelining(&mut conn).await {
             Ok(offered) => offered,
             Err(e) => {
-                conn.abort().await;
+                quit_briefly(conn).await;
                 return Err(e);
             }
         };
@@ -226,7 +226,7 @@ impl SmtpTransport {
             )
             .await
             {
-                conn.abort().await;
+                quit_briefly(conn).await;
                 return Err(e);
             }
         }
@@ -239,20 +239,25 @@ impl SmtpTransport {
     /// Whether the server offers PIPELINING. lettre keeps only the
     /// extensions it uses from its EHLO, so the EHLO is said once more (a
     /// round trip per connection, not per message), before AUTH, which
-    /// some servers would not expect to survive a new EHLO.
+    /// some servers would not expect to survive a new EHLO. A server that
+    /// refuses the second EHLO keeps the session it had, and gets its
+    /// commands one at a time.
     async fn offers_pipelining(&self, conn: &mut AsyncSmtpConnection) -> Result<bool, SendError> {
-        let reply = bounded(
+        let asked = bounded(
             self.config.command_timeout,
             Step::Connect,
             conn.command(Ehlo::new(self.hello.clone())),
         )
-        .await?;
-        let offered = reply.message().any(|line| {
-            line.split_whitespace()
-                .next()
-                .is_some_and(|keyword| keyword.eq_ignore_ascii_case("PIPELINING"))
-        });
-        Ok(offered)
+        .await;
+        match asked {
+            Ok(reply) => Ok(reply.message().any(|line| {
+                line.split_whitespace()
+                    .next()
+                    .is_some_and(|keyword| keyword.eq_ignore_ascii_case("PIPELINING"))
+            })),
+            Err(SendError::Transient { code: Some(_), .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// A pooled connection, or a new one. Returns whether it is known to
@@ -298,9 +303,11 @@ impl SmtpTransport {
     }
 
     /// Delivers one message (the caller has paced it with [`Self::pace`]);
-    /// see the module comment for how failures are classified. The envelope (MAIL FROM, RCPT TO) is sent at once, but the
-    /// message itself only once `release` says yes; if it says no, nothing
-    /// is transmitted and the result is [`SendError::Withheld`].
+    /// see the module comment for how failures are classified. The
+    /// envelope (MAIL FROM, RCPT TO, and DATA if the server pipelines) is
+    /// sent at once, but the message itself only once `release` says yes;
+    /// if it says no, nothing of it is transmitted and the result is
+    /// [`SendError::Withheld`].
     pub async fn send(
         &self,
         message: &Outgoing,
@@ -416,7 +423,22 @@ impl SmtpTransport {
         if !release.wait().await {
             return Err(SendError::Withheld);
         }
-        if !conn.pipelining {
+        if conn.pipelining {
+            // The server said 354 before the wait. If it has since given up
+            // on the connection (its own timeout, a restart), its reply or
+            // the closed connection is already here, and nothing of the
+            // message has gone: a retry, not a doubt.
+            if let Ok(early) = tokio::time::timeout(Duration::ZERO, smtp.read_response()).await {
+                let (code, text) = match early {
+                    Ok(reply) => (Some(u16::from(reply.code())), receipt(&reply).text),
+                    Err(e) => (e.status().map(u16::from), error_text(&e)),
+                };
+                return Err(SendError::Transient {
+                    code,
+                    text: format!("the server ended the transaction before the message: {text}"),
+                });
+            }
+        } else {
             *step = Step::Data;
             bounded(timeout, *step, smtp.command(Data)).await?;
         }

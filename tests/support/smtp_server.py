@@ -25,6 +25,10 @@ the two .jsonl files are truncated at startup and numbering restarts at 1):
   DIR/received.jsonl  one JSON object per accepted message:
                     {"n", "mail_from", "rcpt_tos", "message_id", "size",
                      "conn", "tls", "auth", "pipelined"}
+  DIR/abandoned.jsonl  one JSON object per transaction the client gave up
+                    after the 354, before the final dot (nothing delivered,
+                    and not an outcome the client was told of):
+                    {"n", "mail_from", "rcpt_tos", "conn", "tls", "auth"}
   DIR/attempts.jsonl  one JSON object per transaction outcome, accepted or not:
                     {"n", "stage", "reply", "message_id", "mail_from",
                      "rcpt_tos", "conn", "tls", "auth"}  (+ "rcpt" for stage rcpt)
@@ -36,14 +40,16 @@ the two .jsonl files are truncated at startup and numbering restarts at 1):
   conn        connection number (1-based, counted over the server's lifetime)
   tls         true if the transaction ran after STARTTLS
   auth        the AUTH username of the session, or null
-  pipelined   true if the commands after MAIL FROM had already arrived when
-              MAIL FROM was answered: the client sent them without waiting
+  pipelined   true if RCPT TO and DATA had already arrived when MAIL FROM
+              was answered: the client sent them without waiting
               (PIPELINING, which the server offers unless --no-pipelining)
   stage       "data"       the final dot was received and `reply` was sent
               "rcpt"       a RCPT TO was refused (--rcpt-reply); one line per RCPT
               "mail"/"rcpt"/"data" with reply "530 5.7.0 Authentication
                            required": command sent without AUTH while --auth is on
               "drop"       --drop-after-data closed the connection; reply is null
+              "drop-after-354"  --drop-after-354 closed the connection right
+                           after answering DATA; nothing of the message came
               "disconnect" the client went away while the server was delaying
                            its DATA reply (--data-delay); reply is null
               "greeting"   (--fault-rate) a connection whose 220 greeting was
@@ -350,11 +356,13 @@ class Recorder:
         os.makedirs(directory, exist_ok=True)
         self.received_path = os.path.join(directory, "received.jsonl")
         self.attempts_path = os.path.join(directory, "attempts.jsonl")
+        self.abandoned_path = os.path.join(directory, "abandoned.jsonl")
         # Start with empty logs so tests can open them right away.
-        for path in (self.received_path, self.attempts_path):
+        for path in (self.received_path, self.attempts_path, self.abandoned_path):
             open(path, "w").close()
         self.received_count = 0
         self.attempt_count = 0
+        self.abandoned_count = 0
 
     @staticmethod
     def _append(path, obj):
@@ -384,6 +392,13 @@ class Recorder:
         record.update(extra)
         self._append(self.attempts_path, record)
         log.info("attempt %s", record)
+
+    def abandoned(self, server, session, envelope):
+        self.abandoned_count += 1
+        record = {"n": self.abandoned_count}
+        record.update(self.session_fields(server, session, envelope))
+        self._append(self.abandoned_path, record)
+        log.info("abandoned %s", record)
 
     def bare_attempt(self, stage, server, **extra):
         """An attempts.jsonl line for a connection without a transaction."""
@@ -571,15 +586,35 @@ class TestSMTP(SMTP):
     async def smtp_MAIL(self, arg):
         # What the client sent after MAIL FROM before hearing its reply is
         # already in the read buffer.
-        self.session.pipelined = bool(self._reader._buffer)
+        waiting = b"\r\n" + bytes(self._reader._buffer).upper()
+        self.session.pipelined = b"\r\nRCPT " in waiting and b"\r\nDATA\r\n" in waiting
         await super().smtp_MAIL(arg)
 
     async def smtp_DATA(self, arg):
+        ready = self.envelope is not None and self.envelope.rcpt_tos and not arg
+        if ready and self.event_handler.args.drop_after_354:
+            await self.push("354 End data with <CR><LF>.<CR><LF>")
+            self.recorder.attempt("drop-after-354", None, None, self, self.session,
+                                  self.envelope)
+            self.transport.close()
+            return
+        try:
+            await self._data_with_faults(arg)
+        except asyncio.CancelledError:
+            # The connection went away during DATA: before the final dot
+            # (aiosmtpd stores the content once the dot is in), it took
+            # nothing. A "reset" fault is recorded as such.
+            if ready and self.envelope.content is None and self.pending_fault != "reset":
+                self.recorder.abandoned(self, self.session, self.envelope)
+            raise
+
+    async def _data_with_faults(self, arg):
         self.pending_fault = None
         if (self.faults is not None and self.envelope is not None
                 and self.envelope.rcpt_tos and not arg):
             fault = self.faults.on_data_command()
             if fault == "reset":
+                self.pending_fault = fault
                 self.recorder.attempt("reset", None, None, self, self.session,
                                       self.envelope, fault="reset")
                 # abort(): an immediate close (RST), nothing more is read or sent.
@@ -706,6 +741,8 @@ def parse_args(argv):
                    help="abort the connection, unanswered, after the Nth DATA's final dot")
     p.add_argument("--no-pipelining", action="store_true",
                    help="do not offer PIPELINING in the EHLO reply")
+    p.add_argument("--drop-after-354", action="store_true",
+                   help="close the connection right after answering DATA with 354")
     p.add_argument("--tls-cert", help="PEM certificate: offer STARTTLS")
     p.add_argument("--tls-key", help="PEM private key for --tls-cert")
     p.add_argument("--require-starttls", action="store_true",

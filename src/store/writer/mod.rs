@@ -10,7 +10,7 @@
 //! multi-row statements whatever the batch size (`statements.rs`).
 //!
 //! On PostgreSQL claims are committed by a second writer, on a connection of
-//! their own. An SMTP session waits for its claim before DATA, and each
+//! their own. An SMTP session waits for its claim before the message, and each
 //! commit waits for a WAL flush: behind one writer, a claim that arrived
 //! while other sends' outcomes were flushing waited for that flush and then
 //! its own. PostgreSQL takes both writers' commits at once (and may flush
