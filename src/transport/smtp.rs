@@ -28,6 +28,7 @@ use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures_util::FutureExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
@@ -427,8 +428,10 @@ impl SmtpTransport {
             // The server said 354 before the wait. If it has since given up
             // on the connection (its own timeout, a restart), its reply or
             // the closed connection is already here, and nothing of the
-            // message has gone: a retry, not a doubt.
-            if let Ok(early) = tokio::time::timeout(Duration::ZERO, smtp.read_response()).await {
+            // message has gone: a retry, not a doubt. (Polled once: a timer,
+            // even of zero length, would hold every message until the
+            // runtime's next clock tick.)
+            if let Some(early) = smtp.read_response().now_or_never() {
                 let (code, text) = match early {
                     Ok(reply) => (Some(u16::from(reply.code())), receipt(&reply).text),
                     Err(e) => (e.status().map(u16::from), error_text(&e)),
