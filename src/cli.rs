@@ -673,9 +673,8 @@ fn lint_message(
         .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
     let visible = is_html.then(|| crate::lint::visible_text(&source));
     let text = visible.as_deref().unwrap_or(&source);
-    // Where a finding in `text` is in the file.
-    // (A finding with no text of its own, such as a missing order id, is
-    // about the whole message and keeps its position.)
+    // Where a finding in `text` is in the file. One with no text to look
+    // for keeps the position it has.
     let place = |line: usize, column: usize, found: &str| match &visible {
         Some(visible) if !found.is_empty() => {
             match place_in_markup(&source, visible, line, column, found) {
@@ -721,12 +720,11 @@ fn lint_message(
             .unwrap_or(&message)
             .trim_start();
         let position = match (v.part, v.rule) {
-            // Found in the markup itself, at its own position.
-            (crate::lint::Part::Html, _) => {
-                format!("{}:{}:{}", file.display(), v.line, v.column)
+            // Found in the markup itself, at its own position; or about the
+            // whole message, with nothing in it to point at.
+            (crate::lint::Part::Html, _) | (_, "order-id" | "attachment") => {
+                place(v.line, v.column, "")
             }
-            // About the whole message: nothing in it to point at.
-            (_, "order-id" | "attachment") => place(v.line, v.column, ""),
             _ => place(v.line, v.column, &v.found),
         };
         problems.push(((v.line, v.column), position, message.to_string()));
