@@ -762,7 +762,7 @@ impl Db {
 
     /// Like [`Db::in_flight`], but empty while the tables do not exist yet
     /// (a process killed before its migrations ran).
-    fn try_in_flight(&self) -> BTreeSet<(String, String, String, i64)> {
+    fn try_in_flight(&self) -> BTreeSet<InFlight> {
         let exists = self.rt.block_on(
             sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM stages").fetch_one(&self.pool),
         );
@@ -772,15 +772,27 @@ impl Db {
         }
     }
 
-    /// (order key, claim token) of every stage in `sending`.
-    fn in_flight(&self) -> BTreeSet<(String, String, String, i64)> {
+    /// Every stage in `sending`.
+    fn in_flight(&self) -> BTreeSet<InFlight> {
         self.stages()
             .into_iter()
             .filter(|s| s.state == "sending")
-            .map(|s| (s.marketplace, s.order_id, s.stage, s.claim_token))
+            .map(|s| {
+                let message_id = s.message_id.as_deref().map(bare_id).unwrap_or_default();
+                (
+                    s.marketplace,
+                    s.order_id,
+                    s.stage,
+                    s.claim_token,
+                    message_id,
+                )
+            })
             .collect()
     }
 }
+
+/// A stage in `sending`: order key, stage, claim token and Message-ID.
+type InFlight = (String, String, String, i64, String);
 
 impl Drop for Db {
     fn drop(&mut self) {
@@ -1137,7 +1149,9 @@ fn sigkill_during_run(orders: usize, rounds: usize) {
     let mut received = LineCounter::new(server.dir.join("received.jsonl"));
     let mut kills = 0;
     let mut early_kills = 0;
-    let mut in_flight: BTreeSet<(String, String, String, i64)> = BTreeSet::new();
+    let mut in_flight: BTreeSet<InFlight> = BTreeSet::new();
+    // Of those, the ones whose message the server never got.
+    let mut never_transmitted: BTreeSet<InFlight> = BTreeSet::new();
     let mut figures = Figures::default();
     let mut failed_rounds: Vec<(usize, Vec<String>)> = Vec::new();
     let per_round = orders * 3;
@@ -1175,10 +1189,27 @@ fn sigkill_during_run(orders: usize, rounds: usize) {
             let now_in_flight = Db::try_open(&env)
                 .map(|db| db.try_in_flight())
                 .unwrap_or_default();
+            // A send slot is held from the claim until the transport is
+            // done, so a process leaves at most POOL claimed stages whose
+            // message never reached the server. Messages it had handed over
+            // but not yet recorded are in `sending` too; those are on the
+            // server (which records what it accepted within moments).
+            std::thread::sleep(Duration::from_millis(200));
+            let on_server: HashSet<String> = server
+                .received()
+                .iter()
+                .filter_map(|r| r["message_id"].as_str().map(bare_id))
+                .collect();
+            never_transmitted.extend(
+                now_in_flight
+                    .iter()
+                    .filter(|s| !on_server.contains(&s.4))
+                    .cloned(),
+            );
             assert!(
-                now_in_flight.len() <= POOL * kills,
-                "{} stages in sending after {kills} kills",
-                now_in_flight.len()
+                never_transmitted.len() <= POOL * kills,
+                "{} claimed stages never transmitted after {kills} kills",
+                never_transmitted.len()
             );
             in_flight.extend(now_in_flight);
         }
@@ -1209,8 +1240,8 @@ fn sigkill_during_run(orders: usize, rounds: usize) {
         }
         let unknown = figures.state("unknown");
         assert!(
-            unknown <= in_flight.len() && in_flight.len() <= POOL * kills,
-            "round {round}: {unknown} unknown, {} in flight at {kills} kills (pool {POOL})",
+            unknown <= in_flight.len(),
+            "round {round}: {unknown} unknown, {} in flight at {kills} kills",
             in_flight.len()
         );
         assert_eq!(
@@ -1233,6 +1264,7 @@ fn sigkill_during_run(orders: usize, rounds: usize) {
             "kills": kills,
             "kills_at_random_times": early_kills,
             "in_flight_at_kills": in_flight.len(),
+            "never_transmitted_at_kills": never_transmitted.len(),
             "unknown": figures.state("unknown"),
             "sent": figures.state("sent"),
             "received": figures.received,
