@@ -386,7 +386,7 @@ on_both_backends! {
         let check = good.ok(&["check"]);
         assert!(check.contains("ok    transport: localhost:"), "{check}");
         assert!(
-            check.contains("TLS ok") && check.contains("AUTH ok"),
+            check.contains("TLS ok") && check.contains("AUTH ok") && check.contains("PIPELINING"),
             "{check}"
         );
         import_one(&good, "A1", "Ann", "Mug");
@@ -396,6 +396,9 @@ on_both_backends! {
         assert_eq!(received.len(), 1);
         assert_eq!(received[0]["tls"], true);
         assert_eq!(received[0]["auth"], "shop");
+        // Asked for again after STARTTLS and before AUTH, pipelining holds
+        // through both.
+        assert_eq!(received[0]["pipelined"], true);
 
         let bad = tls_env("bad");
         let check = bad.run(&["check"]);

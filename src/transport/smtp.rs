@@ -451,13 +451,14 @@ impl SmtpTransport {
     }
 
     /// Opens a connection, completes EHLO, STARTTLS and AUTH, then says
-    /// QUIT: a check that the settings work, sending nothing.
+    /// QUIT: a check that the settings work, sending nothing. Says whether
+    /// the server pipelines, too.
     pub async fn handshake(&self) -> Result<String, SendError> {
         let mut conn = self.connect().await?;
         let encrypted = conn.smtp.is_encrypted();
         let _ = conn.smtp.quit().await;
         Ok(format!(
-            "{}:{}: EHLO ok{}{}",
+            "{}:{}: EHLO ok{}{}{}",
             self.config.host,
             self.config.port,
             if encrypted { ", TLS ok" } else { "" },
@@ -465,7 +466,8 @@ impl SmtpTransport {
                 ", AUTH ok"
             } else {
                 ""
-            }
+            },
+            if conn.pipelining { ", PIPELINING" } else { "" }
         ))
     }
 
