@@ -195,6 +195,8 @@ struct RawSmtp {
     max_per_hour: Option<u32>,
     ca_file: Option<PathBuf>,
     hello_name: Option<String>,
+    #[serde(default = "default_pipelining")]
+    pipelining: bool,
 }
 
 fn default_tls() -> TlsMode {
@@ -202,6 +204,9 @@ fn default_tls() -> TlsMode {
 }
 fn default_pool_size() -> usize {
     4
+}
+fn default_pipelining() -> bool {
+    true
 }
 fn default_connect_timeout() -> String {
     "10s".into()
@@ -429,6 +434,9 @@ pub struct SmtpConfig {
     pub ca_file: Option<PathBuf>,
     /// The name to say in EHLO (default: this machine's host name).
     pub hello_name: Option<String>,
+    /// Pipeline the envelope when the server offers it (RFC 2920); off
+    /// for a relay that offers PIPELINING but mishandles it.
+    pub pipelining: bool,
 }
 
 /// How another export's columns map onto followupd's canonical fields.
@@ -792,6 +800,7 @@ impl Builder<'_> {
             max_per_hour,
             ca_file,
             hello_name,
+            pipelining,
         } = raw;
         let sources = [
             password.is_some(),
@@ -854,6 +863,7 @@ impl Builder<'_> {
             max_per_hour,
             ca_file: ca_file.map(|p| self.resolve(&p)),
             hello_name,
+            pipelining,
         }))
     }
 

@@ -620,9 +620,10 @@ fn one_tick_sends_every_due_order_when_orders_in_flight_fill_a_batch() {
     assert_eq!(server.received().len(), orders);
 }
 
-/// A transport of its own (one session) for the server on `port`.
-fn transport_for(port: u16) -> (Env, followupd::transport::Transport) {
-    let env = smtp_env(port, "pool_size = 1", "");
+/// A transport of its own (one session) for the server on `port`, with
+/// `extra` transport settings.
+fn transport_for(port: u16, extra: &str) -> (Env, followupd::transport::Transport) {
+    let env = smtp_env(port, &format!("pool_size = 1\n{extra}"), "");
     let config = followupd::config::Config::load(&env.path("config.toml")).unwrap();
     let transport = followupd::transport::Transport::new(&config.transport).unwrap();
     (env, transport)
@@ -650,8 +651,8 @@ fn attempt_stages(server: &SmtpServer) -> Vec<String> {
 }
 
 /// The transport on its own, against the test server offering PIPELINING
-/// or not. Offered, MAIL, RCPT and DATA go in one write; not offered, the
-/// transport waits for each reply. Either way a message withheld after the
+/// or not. Offered, MAIL, RCPT and DATA go in one write; not offered (or
+/// turned off in the config), the transport waits for each reply. Either way a message withheld after the
 /// envelope (the caller could not make its claim durable) never reaches the
 /// server: with PIPELINING the server has already said 354 and awaits the
 /// message, so the connection is closed without the final dot, and the
@@ -661,9 +662,14 @@ fn attempt_stages(server: &SmtpServer) -> Vec<String> {
 fn the_envelope_is_pipelined_when_offered_and_a_withheld_message_never_arrives() {
     use followupd::transport::SendError;
 
-    for (server_args, pipelined) in [(&[][..], true), (&["--no-pipelining"][..], false)] {
+    let cases = [
+        (&[][..], "", true),
+        (&["--no-pipelining"][..], "", false),
+        (&[][..], "pipelining = false", false),
+    ];
+    for (server_args, config, pipelined) in cases {
         let server = SmtpServer::start(server_args);
-        let (_env, transport) = transport_for(server.port);
+        let (_env, transport) = transport_for(server.port, config);
         let message = small_message;
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let withheld = runtime.block_on(transport.send(&message(1), async { false }));
@@ -675,7 +681,10 @@ fn the_envelope_is_pipelined_when_offered_and_a_withheld_message_never_arrives()
         assert_eq!(received.len(), 1, "{received:?}");
         assert_eq!(received[0]["message_id"], "<m2@test.example>");
         assert_eq!(received[0]["conn"], 2, "{received:?}");
-        assert_eq!(received[0]["pipelined"], pipelined, "{server_args:?}");
+        assert_eq!(
+            received[0]["pipelined"], pipelined,
+            "{server_args:?} {config}"
+        );
         // Only a pipelined DATA had reached the 354 when the message was
         // withheld, and the server saw that transaction given up.
         let abandoned = usize::from(pipelined);
@@ -698,7 +707,7 @@ fn a_connection_dropped_after_the_354_while_the_claim_commits_is_a_retry() {
     use followupd::transport::SendError;
 
     let server = SmtpServer::start(&["--drop-after-354"]);
-    let (_env, transport) = transport_for(server.port);
+    let (_env, transport) = transport_for(server.port, "");
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let slow_claim = async {
         tokio::time::sleep(std::time::Duration::from_millis(300)).await;

@@ -210,12 +210,16 @@ impl SmtpTransport {
             )
             .await?;
         }
-        let pipelining = match self.offers_pipelining(&mut conn).await {
-            Ok(offered) => offered,
-            Err(e) => {
-                quit_briefly(conn).await;
-                return Err(e);
+        let pipelining = if self.config.pipelining {
+            match self.offers_pipelining(&mut conn).await {
+                Ok(offered) => offered,
+                Err(e) => {
+                    quit_briefly(conn).await;
+                    return Err(e);
+                }
             }
+        } else {
+            false
         };
         if let (Some(user), Some(password)) = (&self.config.username, &self.config.password) {
             let credentials = Credentials::new(user.clone(), password.expose().to_string());
