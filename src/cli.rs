@@ -654,10 +654,8 @@ fn plan_row(line: &PlanLine) -> String {
 ///
 /// A `.html` / `.htm` file is linted as a mail client shows it: the words
 /// in its visible text (so `re<b>view</b>` counts and a link target does
-/// not), its links and images in the markup. A hit is placed in the file
-/// where its text appears there as written; one that only forms on screen
-/// (split by tags, or written with character references) is placed in the
-/// visible text instead, and says so.
+/// not), its links and images in the markup. Each hit is placed at the
+/// line and column in the file where its text starts.
 fn lint_message(
     forbidden: &Forbidden,
     locale: Option<&str>,
@@ -671,18 +669,20 @@ fn lint_message(
         .extension()
         .and_then(|e| e.to_str())
         .is_some_and(|e| e.eq_ignore_ascii_case("html") || e.eq_ignore_ascii_case("htm"));
-    let visible = is_html.then(|| crate::lint::visible_text(&source));
-    let text = visible.as_deref().unwrap_or(&source);
-    // Where a finding in `text` is in the file. One with no text to look
-    // for keeps the position it has.
-    let place = |line: usize, column: usize, found: &str| match &visible {
-        Some(visible) if !found.is_empty() => {
-            match place_in_markup(&source, visible, line, column, found) {
-                Some((line, column)) => format!("{}:{line}:{column}", file.display()),
-                None => format!("{}: visible text {line}:{column}", file.display()),
-            }
-        }
-        _ => format!("{}:{line}:{column}", file.display()),
+    let visible = is_html.then(|| crate::lint::visible_text_with_sources(&source));
+    let text = visible
+        .as_ref()
+        .map_or(source.as_str(), |(text, _)| text.as_str());
+    // Where a finding at `line`:`column` of `text` is in the file. One with
+    // no text of its own keeps the position it has.
+    let place = |line: usize, column: usize, found: &str| {
+        let (line, column) = match &visible {
+            Some((text, sources)) if !found.is_empty() => offset_of(text, line, column)
+                .and_then(|at| sources.get(at))
+                .map_or((line, column), |&at| line_and_column(&source, at)),
+            _ => (line, column),
+        };
+        format!("{}:{line}:{column}", file.display())
     };
     let mut problems = Vec::new();
     for hit in forbidden.scan_locale(text, locale) {
@@ -736,57 +736,25 @@ fn lint_message(
     Ok(exit(problems.is_empty()))
 }
 
-/// The file position of a finding at `line`:`column` of `visible` (the
-/// visible text of `source`) whose text is `found`: the occurrence of
-/// `found` in the source, outside tags, with as many occurrences before it
-/// as the finding has in the visible text. `None` unless the source, outside
-/// tags, has exactly as many occurrences as the visible text, so that they
-/// pair up: a word split by tags or written with character references, or
-/// text in alt or title attributes or in scripts, makes the counts differ,
-/// and the finding is then only placed in the visible text, never in the
-/// wrong spot.
-fn place_in_markup(
-    source: &str,
-    visible: &str,
-    line: usize,
-    column: usize,
-    found: &str,
-) -> Option<(usize, usize)> {
-    let line_start: usize = visible
+/// The byte offset of 1-based `line` and character `column` in `text`.
+fn offset_of(text: &str, line: usize, column: usize) -> Option<usize> {
+    let line_start: usize = text
         .split_inclusive('\n')
         .take(line.saturating_sub(1))
         .map(str::len)
         .sum();
-    let offset = line_start
-        + visible[line_start..]
-            .char_indices()
-            .nth(column.saturating_sub(1))?
-            .0;
-    let earlier = visible[..offset].matches(found).count();
-    let candidates: Vec<usize> = source
-        .match_indices(found)
-        .map(|(i, _)| i)
-        .filter(|&i| !inside_tag(source, i))
-        .collect();
-    if candidates.len() != visible.matches(found).count() {
-        return None;
-    }
-    let at = *candidates.get(earlier)?;
-    let before = &source[..at];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-    Some((line, column))
+    let (at, _) = text[line_start..]
+        .char_indices()
+        .nth(column.saturating_sub(1))?;
+    Some(line_start + at)
 }
 
-/// Whether byte `at` of `html` is inside a tag (an attribute, say): the
-/// last `<` before it is not yet closed.
-fn inside_tag(html: &str, at: usize) -> bool {
-    let before = &html[..at];
-    match (before.rfind('<'), before.rfind('>')) {
-        (Some(open), Some(close)) => open > close,
-        (Some(_), None) => true,
-        _ => false,
-    }
+/// The 1-based line and character column of byte `at` of `text`.
+fn line_and_column(text: &str, at: usize) -> (usize, usize) {
+    let before = text.get(..at).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
+    (line, column)
 }
 
 /// `followupd lint`: the templates' own text, then every stage rendered

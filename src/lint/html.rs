@@ -7,7 +7,7 @@
 //! more than the whole lint for nothing it needs, since the lint only asks
 //! which characters end up next to each other on screen.
 
-use html5gum::{DefaultEmitter, Token, Tokenizer};
+use html5gum::{DefaultEmitter, HtmlString, Span, SpanBound, Spanned, Token, Tokenizer};
 
 /// Elements that start a new line when rendered. Any other element, known or
 /// not, is inline and does not separate words: `re<b>view</b>` and
@@ -73,17 +73,84 @@ const HIDDEN: &[&[u8]] = &[b"script", b"style", b"template"];
 /// reader (when images are blocked, or on hover), so they are included, each
 /// on a line of its own.
 pub fn visible_text(html: &str) -> String {
-    let mut emitter = DefaultEmitter::default();
+    let mut out = String::with_capacity(html.len());
+    walk(html, DefaultEmitter::default(), |text, _| {
+        out.push_str(text)
+    });
+    out
+}
+
+/// [`visible_text`], and for each byte of it the byte of `html` it was read
+/// from, so that a finding in the text can be pointed at in the file. A
+/// piece of text written differently in the markup (with character
+/// references) points at where that piece starts.
+pub fn visible_text_with_sources(html: &str) -> (String, Vec<usize>) {
+    let mut out = String::with_capacity(html.len());
+    let mut sources = Vec::with_capacity(html.len());
+    walk(
+        html,
+        DefaultEmitter::<usize>::new_with_span(),
+        |text, span: Span<usize>| {
+            // Attribute values come with the span of the whole attribute.
+            let written = html.get(span.start..span.end).unwrap_or_default();
+            match written.find(text) {
+                Some(at) => sources.extend((0..text.len()).map(|i| span.start + at + i)),
+                None => align(text, written, span.start, &mut sources),
+            }
+            out.push_str(text);
+        },
+    );
+    (out, sources)
+}
+
+/// Maps each byte of decoded `text` to the byte of `written` (its markup,
+/// at `base`) it came from: characters written as themselves map one to
+/// one, a character reference (`&eacute;`, `&#233;`) maps to its `&`.
+fn align(text: &str, written: &str, base: usize, sources: &mut Vec<usize>) {
+    let mut cursor = 0;
+    for c in text.chars() {
+        let rest = written.get(cursor..).unwrap_or_default();
+        let at = base + cursor.min(written.len());
+        sources.extend(std::iter::repeat_n(at, c.len_utf8()));
+        cursor += match reference_len(rest) {
+            Some(len) => len,
+            None => rest.chars().next().map_or(0, char::len_utf8),
+        };
+    }
+}
+
+/// The length of the character reference `rest` starts with (`&amp;`,
+/// `&#233;`, `&#xE9;`), if it starts with one.
+fn reference_len(rest: &str) -> Option<usize> {
+    let body = rest.strip_prefix('&')?;
+    let end = body.find(';')?;
+    let name = &body[..end];
+    let numeric = name
+        .strip_prefix('#')
+        .map(|n| n.strip_prefix(['x', 'X']).unwrap_or(n));
+    let valid = match numeric {
+        Some(digits) => !digits.is_empty() && digits.chars().all(|c| c.is_ascii_hexdigit()),
+        None => !name.is_empty() && name.chars().all(|c| c.is_ascii_alphanumeric()),
+    };
+    (valid && end <= 32).then_some(end + 2)
+}
+
+/// One pass of the tokenizer over `html`, handing each piece of visible
+/// text, line breaks included, to `push` with the span it came from.
+fn walk<S: SpanBound>(
+    html: &str,
+    mut emitter: DefaultEmitter<S>,
+    mut push: impl FnMut(&str, Span<S>),
+) {
     // Lets the tokenizer read `<script>` and `<style>` as raw text, so markup
     // inside a script is not mistaken for elements.
     emitter.naively_switch_states(true);
-    let mut out = String::with_capacity(html.len());
     let mut hidden_depth = 0usize;
     for token in Tokenizer::new_with_emitter(html, emitter) {
         let Ok(token) = token;
         match token {
             Token::String(text) if hidden_depth == 0 => {
-                out.push_str(&String::from_utf8_lossy(&text));
+                push(&String::from_utf8_lossy(&text), text.span);
             }
             Token::StartTag(tag) => {
                 let name = tag.name.as_slice();
@@ -96,18 +163,18 @@ pub fn visible_text(html: &str) -> String {
                 if hidden_depth > 0 {
                     continue;
                 }
-                let shown: Vec<&[u8]> = [&b"alt"[..], &b"title"[..]]
+                let shown: Vec<&Spanned<HtmlString, S>> = [&b"alt"[..], &b"title"[..]]
                     .into_iter()
                     .filter(|a| *a != b"alt" || name == b"img" || name == b"area")
-                    .filter_map(|a| tag.attributes.get(a).map(|v| v.as_slice()))
+                    .filter_map(|a| tag.attributes.get(a))
                     .filter(|v| !v.is_empty())
                     .collect();
                 if BREAKING.contains(&name) || !shown.is_empty() {
-                    out.push('\n');
+                    push("\n", tag.span);
                 }
                 for value in shown {
-                    out.push_str(&String::from_utf8_lossy(value));
-                    out.push('\n');
+                    push(&String::from_utf8_lossy(value), value.span);
+                    push("\n", value.span);
                 }
             }
             Token::EndTag(tag) => {
@@ -115,18 +182,39 @@ pub fn visible_text(html: &str) -> String {
                 if HIDDEN.contains(&name) {
                     hidden_depth = hidden_depth.saturating_sub(1);
                 } else if hidden_depth == 0 && BREAKING.contains(&name) {
-                    out.push('\n');
+                    push("\n", tag.span);
                 }
             }
             _ => {}
         }
     }
-    out
 }
 
 #[cfg(test)]
 mod tests {
-    use super::visible_text;
+    use super::{visible_text, visible_text_with_sources};
+
+    /// Every byte of the visible text knows where in the markup it came
+    /// from: the start of a split word, alt text, a character reference.
+    #[test]
+    fn visible_text_points_back_into_the_markup() {
+        let html = "<p>Please re<b>view</b></p><img alt=\"A review\"><p>r&eacute;view</p>";
+        let (text, sources) = visible_text_with_sources(html);
+        assert_eq!(text, visible_text(html));
+        assert_eq!(sources.len(), text.len());
+        let source_of = |word: &str, nth: usize| {
+            let at = text.match_indices(word).nth(nth).unwrap().0;
+            sources[at]
+        };
+        assert_eq!(source_of("review", 0), html.find("re<b>").unwrap());
+        assert_eq!(source_of("review", 1), html.find("review\"").unwrap());
+        assert_eq!(source_of("réview", 0), html.find("r&eacute;").unwrap());
+        // After the reference, characters map one to one again.
+        assert_eq!(
+            sources[text.rfind("view").unwrap()],
+            html.rfind("view</p>").unwrap()
+        );
+    }
 
     #[test]
     fn link_targets_are_left_out_and_references_decoded() {

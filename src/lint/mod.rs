@@ -53,7 +53,7 @@
 
 mod html;
 
-pub use html::visible_text;
+pub use html::{visible_text, visible_text_with_sources};
 
 use std::collections::BTreeMap;
 use std::fmt;
