@@ -679,7 +679,7 @@ fn lint_message(
         let (line, column) = match &visible {
             Some((text, sources)) if !found.is_empty() => offset_of(text, line, column)
                 .and_then(|at| sources.get(at))
-                .map_or((line, column), |&at| line_and_column(&source, at)),
+                .map_or((line, column), |&at| crate::policy::locate(&source, at)),
             _ => (line, column),
         };
         format!("{}:{line}:{column}", file.display())
@@ -747,14 +747,6 @@ fn offset_of(text: &str, line: usize, column: usize) -> Option<usize> {
         .char_indices()
         .nth(column.saturating_sub(1))?;
     Some(line_start + at)
-}
-
-/// The 1-based line and character column of byte `at` of `text`.
-fn line_and_column(text: &str, at: usize) -> (usize, usize) {
-    let before = text.get(..at).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;
-    (line, column)
 }
 
 /// `followupd lint`: the templates' own text, then every stage rendered

@@ -364,8 +364,8 @@ fn positions(text: &str) -> impl Iterator<Item = (usize, usize, char)> + '_ {
     })
 }
 
-/// Line and column of a byte offset.
-fn locate(text: &str, offset: usize) -> (usize, usize) {
+/// Line and column (1-based, in characters) of a byte offset.
+pub(crate) fn locate(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().unwrap_or("").chars().count() + 1;

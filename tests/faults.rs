@@ -1196,9 +1196,10 @@ fn sigkill_during_run(orders: usize, rounds: usize) {
             // server (which records what it accepted within moments).
             std::thread::sleep(Duration::from_millis(200));
             let on_server: HashSet<String> = server
-                .received()
+                .received_ids()
                 .iter()
-                .filter_map(|r| r["message_id"].as_str().map(bare_id))
+                .filter(|id| !id.is_empty())
+                .map(|id| bare_id(id))
                 .collect();
             never_transmitted.extend(
                 now_in_flight
