@@ -1,0 +1,151 @@
+//! `config.toml`: read, checked and turned into typed settings.
+//!
+//! The file is deserialised into `Raw*` structs that mirror it key for key
+//! (unknown keys are errors, so a typo never silently falls back to a
+//! default), then converted into [`Config`], whose values are already parsed:
+//! durations, times of day, time zones, mailboxes. Every error names the key
+//! it is about.
+
+//!
+//! One file a concern: `raw` (the file format and its defaults), `build`
+//! (turning it into [`Config`]), and one file for each section that needs
+//! more than a line of checking: `sender`, `stages`, `transport`, `mappings`.
+
+mod build;
+mod mappings;
+mod raw;
+mod sender;
+mod stages;
+mod transport;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::lint::Forbidden;
+pub use crate::schedule::RetryPolicy;
+use crate::schedule::{Rules, StageSpec};
+
+use build::Builder;
+pub use mappings::{ColumnMapping, CANONICAL_FIELDS};
+use raw::RawConfig;
+pub use sender::Sender;
+pub use transport::{Secret, SmtpConfig, TlsMode, TransportConfig};
+
+/// A configuration problem, naming the file and key so it can be fixed.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {key}: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        message: String,
+    },
+}
+
+/// `[daemon]`: how `followupd run` behaves.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DaemonConfig {
+    /// How long in-flight sends may take to finish after SIGTERM.
+    pub shutdown_grace: std::time::Duration,
+    /// Reload when a file under the templates folder changes.
+    pub watch_templates: bool,
+    /// Look at the database at least this often, for orders imported by
+    /// another process.
+    pub idle_recheck: std::time::Duration,
+}
+
+/// The whole configuration, parsed.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file this was read from.
+    pub path: PathBuf,
+    pub database_url: String,
+    /// How long a claim on an in-flight send lasts without renewal; after
+    /// that another instance treats the send as interrupted.
+    pub lease: std::time::Duration,
+    pub default_marketplace: String,
+    pub default_locale: String,
+    pub rules: Rules,
+    pub stages: Vec<StageSpec>,
+    pub templates_dir: PathBuf,
+    pub forbidden: Forbidden,
+    pub transport: TransportConfig,
+    pub retry: RetryPolicy,
+    /// A folder `followupd run` imports order files from.
+    pub inbox: Option<PathBuf>,
+    pub daemon: DaemonConfig,
+    pub sender: Sender,
+    pub marketplaces: BTreeMap<String, Sender>,
+    pub mappings: BTreeMap<String, ColumnMapping>,
+    /// Things that work but deserve the operator's attention.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Reads and checks `path`. Relative paths inside the file are taken
+    /// relative to the file's own folder, so the daemon finds its templates
+    /// whatever its working directory. `FOLLOWUPD_DATABASE_URL` overrides
+    /// `[database] url` (handy in a systemd unit).
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let database_override = std::env::var("FOLLOWUPD_DATABASE_URL").ok();
+        Self::parse(path, &text, database_override)
+    }
+
+    /// Parses configuration text as if read from `path`.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        database_override: Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        })?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+            .to_path_buf();
+        Builder { path, base }.build(raw, database_override)
+    }
+
+    /// The sender for a marketplace, falling back to `[sender]`.
+    pub fn sender_for(&self, marketplace: &str) -> &Sender {
+        self.marketplaces.get(marketplace).unwrap_or(&self.sender)
+    }
+
+    pub fn stage(&self, name: &str) -> Option<&StageSpec> {
+        self.stages.iter().find(|s| s.name == name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_retries_outlast_a_relay_down_for_most_of_a_day() {
+        let text = "[sender]\nfrom = \"Shop <shop@shop.example>\"\n";
+        let config = Config::parse(Path::new("config.toml"), text, None).expect("defaults load");
+        let retry = &config.retry;
+        let waited: chrono::Duration = (1..retry.max_attempts)
+            .map(|attempt| retry.delay(attempt, 0.0))
+            .sum();
+        assert!(
+            waited >= chrono::Duration::hours(20),
+            "the last attempt comes {waited} after the first"
+        );
+        assert_eq!(retry.delay(20, 0.0), chrono::Duration::hours(1));
+    }
+}
