@@ -13,6 +13,8 @@ pub mod config;
 pub mod daemon;
 /// Import, plan and tick, tying the parts together.
 pub mod engine;
+/// The HTTP listener: webhooks, the orders API, health and metrics.
+pub mod http;
 /// Streaming CSV / JSON Lines import with per-row rejections.
 pub mod import;
 /// Pure forbidden-word lint.

@@ -99,6 +99,23 @@ impl Format {
 pub type Rows =
     Box<dyn Iterator<Item = Result<Result<OrderRecord, Rejection>, ImportError>> + Send>;
 
+/// Parses one order written as a JSON object in followupd's own field
+/// names, exactly as a JSON Lines row is read (the orders API takes these).
+/// The error is the reason a row would be rejected for.
+pub fn parse_json_order(
+    text: &str,
+    config: &Config,
+    now: DateTime<Utc>,
+) -> Result<OrderRecord, String> {
+    let parser = RowParser {
+        mapping: crate::config::ColumnMapping::default(),
+        default_marketplace: config.default_marketplace.clone(),
+        default_zone: config.rules.default_zone,
+        imported_at: now,
+    };
+    parser.parse_json_line(text, 0).map_err(|r| r.reason)
+}
+
 /// Opens `path` and streams its rows.
 pub fn read_orders(
     path: &Path,

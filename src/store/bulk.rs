@@ -243,7 +243,7 @@ fn extra_json(record: &OrderRecord) -> String {
 }
 
 /// One order's parameters of [`upsert_orders_sql`], in text order.
-fn order_params<'a>(record: &'a OrderRecord, extra: &'a str) -> [Param<'a>; ORDER_PARAMS] {
+pub(super) fn order_params<'a>(record: &'a OrderRecord, extra: &'a str) -> [Param<'a>; ORDER_PARAMS] {
     let o = &record.order;
     let text = |v: Option<&'a str>| Param::Text(v);
     let int = |v: Option<i64>| Param::Int(v);
@@ -275,7 +275,7 @@ fn order_params<'a>(record: &'a OrderRecord, extra: &'a str) -> [Param<'a>; ORDE
 /// is never withdrawn. Each row's `revision` is returned, telling inserted
 /// (1) from updated rows. (sqlx and rusqlite both prepare each distinct text
 /// once per connection and reuse it.)
-fn upsert_orders_sql(backend: Backend, rows: usize) -> String {
+pub(super) fn upsert_orders_sql(backend: Backend, rows: usize) -> String {
     // Parameters in text order: the import time twice, then the rows.
     let (created, updated) = (placeholder(backend, 1), placeholder(backend, 2));
     let values: Vec<String> = (0..rows)
@@ -335,7 +335,7 @@ fn upsert_orders_sql(backend: Backend, rows: usize) -> String {
 /// Inserts every stage row of `rows` orders; for rows that exist, flags the
 /// open ones for a fresh look (next_check_at = 0) and leaves ended ones
 /// alone.
-fn stage_upsert_sql(backend: Backend, rows: usize, stages: usize) -> String {
+pub(super) fn stage_upsert_sql(backend: Backend, rows: usize, stages: usize) -> String {
     // Parameters in text order: the import time, the keys, the stage names.
     let now = placeholder(backend, 1);
     let keys: Vec<String> = (0..rows)

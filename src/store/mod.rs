@@ -29,11 +29,13 @@ use crate::schedule::StageState;
 
 mod bulk;
 mod checkpoint;
+mod webhooks;
 mod writer;
 
 use bulk::SqliteImport;
 use checkpoint::Checkpointer;
 use writer::{ClaimWrite, Done, FinishWrite, UpdateWrite, Write, Writer};
+pub use webhooks::{Applied, Change, ChangeWriter, Delivery, LineCount, OrderChange};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
