@@ -40,6 +40,8 @@ pub enum DaemonError {
     Locked(String),
     #[error("{0}")]
     Templates(String),
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -187,6 +189,7 @@ pub async fn run(
         Some(dir) => Some(watch_inbox(dir, Arc::clone(&inbox_wake))?),
         None => None,
     };
+    let http = start_http(&engine, &inbox_wake).await?;
     let mut template_watcher = watch_templates(&engine.config, wake_sender.clone());
     let watchdog = Watchdog::from_env();
 
@@ -223,6 +226,9 @@ pub async fn run(
                 r = &mut pass => (r, false),
                 _ = &mut shutdown => {
                     stopping = true;
+                    if let Some(http) = &http {
+                        http.begin_shutdown();
+                    }
                     control.stop();
                     tracing::info!("stopping: letting in-flight sends finish");
                     notify(&[NotifyState::Stopping]);
@@ -265,6 +271,9 @@ pub async fn run(
         tokio::select! {
             _ = &mut shutdown => {
                 stopping = true;
+                if let Some(http) = &http {
+                    http.begin_shutdown();
+                }
                 notify(&[NotifyState::Stopping]);
             }
             wake = wakes.recv() => {
@@ -280,10 +289,39 @@ pub async fn run(
     }
     drop(template_watcher);
     notify(&[NotifyState::Stopping]);
+    // Requests in flight are answered (their changes committed) before the
+    // sender and the database close.
+    if let Some(http) = http {
+        http.finish(engine.config.daemon.shutdown_grace).await;
+    }
     engine.transport.shutdown().await;
     engine.store.close().await;
     tracing::info!("followupd stopped");
     Ok(())
+}
+
+/// Starts the HTTP listener when `[http] listen` is set. Its committed
+/// changes wake the loop through `wake`, as a file in the inbox does.
+async fn start_http(
+    engine: &Engine,
+    wake: &Arc<Notify>,
+) -> Result<Option<crate::http::HttpServer>, DaemonError> {
+    let Some(http) = engine.config.http.clone() else {
+        return Ok(None);
+    };
+    let listener = crate::http::bind(&http).await?;
+    let changes = engine.store.change_writer(
+        &engine.config.database_url,
+        crate::engine::stage_names(&engine.config),
+    );
+    let parts = crate::http::HttpParts {
+        config: Arc::clone(&engine.config),
+        store: engine.store.clone(),
+        changes,
+        metrics: Arc::new(crate::http::Metrics::new()),
+        wake: Arc::clone(wake),
+    };
+    Ok(Some(crate::http::HttpServer::start(http, listener, parts)))
 }
 
 /// How long to sleep: until the next stage wants looking at, but at least

@@ -105,6 +105,12 @@ impl Builder<'_> {
             mappings.insert(name.clone(), self.mapping(&name, m)?);
         }
         let database_url = database_override.unwrap_or(raw.database.url);
+        let stage_names: Vec<String> = stages.iter().map(|s| s.name.clone()).collect();
+        let http = raw
+            .http
+            .map(|h| h.build(|p| self.resolve(p), &stage_names))
+            .transpose()
+            .map_err(|e| self.invalid(e.key, e.message))?;
         Ok(Config {
             path: self.path.to_path_buf(),
             database_url: self.database_url(&database_url)?,
@@ -127,6 +133,7 @@ impl Builder<'_> {
             sender,
             marketplaces,
             mappings,
+            http,
             warnings,
         })
     }

@@ -12,6 +12,7 @@
 //! more than a line of checking: `sender`, `stages`, `transport`, `mappings`.
 
 mod build;
+pub mod http;
 mod mappings;
 mod raw;
 mod sender;
@@ -26,6 +27,7 @@ pub use crate::schedule::RetryPolicy;
 use crate::schedule::{Rules, StageSpec};
 
 use build::Builder;
+pub use http::HttpConfig;
 pub use mappings::{ColumnMapping, CANONICAL_FIELDS};
 use raw::RawConfig;
 pub use sender::Sender;
@@ -84,6 +86,8 @@ pub struct Config {
     pub sender: Sender,
     pub marketplaces: BTreeMap<String, Sender>,
     pub mappings: BTreeMap<String, ColumnMapping>,
+    /// `[http]`: the listener of `followupd run`; `None` without it.
+    pub http: Option<HttpConfig>,
     /// Things that work but deserve the operator's attention.
     pub warnings: Vec<String>,
 }

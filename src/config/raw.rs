@@ -42,6 +42,8 @@ pub(super) struct RawConfig {
     pub(super) mappings: BTreeMap<String, RawMapping>,
     #[serde(default)]
     pub(super) policies: BTreeMap<String, RawPolicy>,
+    #[serde(default)]
+    pub(super) http: Option<super::http::RawHttp>,
 }
 
 #[derive(Debug, Deserialize)]

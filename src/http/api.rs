@@ -163,7 +163,9 @@ async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<Summary, A
     if !app.api_tokens.accepts(token) {
         return Err(ApiError::Unauthorized);
     }
-    let body = read_body(app, headers, body).await.map_err(ApiError::Body)?;
+    let body = read_body(app, headers, body)
+        .await
+        .map_err(ApiError::Body)?;
     if app.stopping() {
         return Err(ApiError::ShuttingDown);
     }

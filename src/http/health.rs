@@ -29,7 +29,11 @@ pub enum NotReady {
 impl IntoResponse for NotReady {
     fn into_response(self) -> Response {
         let line = self.to_string().replace(['\r', '\n'], " ");
-        (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {line}\n")).into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {line}\n"),
+        )
+            .into_response()
     }
 }
 

@@ -158,7 +158,10 @@ impl Metrics {
     pub fn imported(&self, source: &'static str, result: &'static str, n: u64) {
         if n > 0 {
             self.imported
-                .get_or_create(&[("source", source.to_string()), ("result", result.to_string())])
+                .get_or_create(&[
+                    ("source", source.to_string()),
+                    ("result", result.to_string()),
+                ])
                 .inc_by(n);
         }
     }
@@ -281,7 +284,10 @@ pub async fn scrape(State(app): State<Arc<App>>) -> Response {
             .into_response(),
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("cannot read the figures: {}\n", e.to_string().replace('\n', " ")),
+            format!(
+                "cannot read the figures: {}\n",
+                e.to_string().replace('\n', " ")
+            ),
         )
             .into_response(),
     }
@@ -312,8 +318,16 @@ mod tests {
         let mut text = String::new();
         encode(&mut text, &m.registry).unwrap();
         assert!(text.contains("followupd_webhook_requests_total{source=\"shopify\",topic=\"orders/create\",result=\"applied\"} 1"), "{text}");
-        assert!(text.contains("followupd_imported_orders_total{source=\"shopify\",result=\"imported\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "followupd_imported_orders_total{source=\"shopify\",result=\"imported\"} 1"
+            ),
+            "{text}"
+        );
         assert!(text.contains("followupd_build_info{version="), "{text}");
-        assert!(text.contains("# TYPE followupd_send_duration_seconds histogram"), "{text}");
+        assert!(
+            text.contains("# TYPE followupd_send_duration_seconds histogram"),
+            "{text}"
+        );
     }
 }

@@ -34,13 +34,12 @@ use crate::config::Config;
 use crate::store::{ChangeWriter, Store};
 
 mod api;
-pub mod config;
 mod health;
 mod metrics;
 mod webhooks;
 mod zone;
 
-pub use config::{HttpConfig, HttpSecret, RawHttp};
+pub use crate::config::http::{HttpConfig, HttpSecret, RawHttp, SourceConfig};
 pub use metrics::Metrics;
 
 /// Why the listener could not start.
@@ -108,7 +107,7 @@ pub struct HttpParts {
 impl HttpServer {
     /// Starts serving on `listener` (from [`bind`]).
     pub fn start(http: HttpConfig, listener: TcpListener, parts: HttpParts) -> Self {
-        let keys = |source: &Option<config::SourceConfig>| -> Vec<ring::hmac::Key> {
+        let keys = |source: &Option<SourceConfig>| -> Vec<ring::hmac::Key> {
             source
                 .iter()
                 .flat_map(|s| &s.secrets)
@@ -157,7 +156,10 @@ impl HttpServer {
         self.begin_shutdown();
         let mut task = self.task;
         if tokio::time::timeout(grace, &mut task).await.is_err() {
-            tracing::warn!(?grace, "HTTP requests still in flight at the end of the grace period");
+            tracing::warn!(
+                ?grace,
+                "HTTP requests still in flight at the end of the grace period"
+            );
             task.abort();
         }
     }
@@ -167,7 +169,10 @@ impl HttpServer {
 fn router(app: Arc<App>) -> Router {
     Router::new()
         .route("/webhooks/shopify", post(webhooks::shopify::receive))
-        .route("/webhooks/woocommerce", post(webhooks::woocommerce::receive))
+        .route(
+            "/webhooks/woocommerce",
+            post(webhooks::woocommerce::receive),
+        )
         .route("/api/orders", post(api::orders))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -240,7 +245,11 @@ impl BodyError {
 
 /// Reads a body of at most `body_limit` bytes within `request_timeout`; a
 /// declared length over the limit is refused before anything is read.
-pub(crate) async fn read_body(app: &App, headers: &HeaderMap, body: Body) -> Result<Bytes, BodyError> {
+pub(crate) async fn read_body(
+    app: &App,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Bytes, BodyError> {
     let limit = app.http.body_limit;
     let declared = headers
         .get(axum::http::header::CONTENT_LENGTH)

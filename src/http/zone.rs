@@ -141,7 +141,10 @@ mod tests {
     fn regions_pick_the_zone_where_a_country_has_several() {
         let name = |c: &str, r: Option<&str>| for_address(c, r).map(|z| z.name().to_string());
         assert_eq!(name("US", Some("KY")).as_deref(), Some("America/New_York"));
-        assert_eq!(name("us", Some("ca")).as_deref(), Some("America/Los_Angeles"));
+        assert_eq!(
+            name("us", Some("ca")).as_deref(),
+            Some("America/Los_Angeles")
+        );
         assert_eq!(name("CA", Some("ON")).as_deref(), Some("America/Toronto"));
         assert_eq!(name("DE", None).as_deref(), Some("Europe/Berlin"));
         assert_eq!(name("ZZ", None), None);

@@ -243,7 +243,10 @@ fn extra_json(record: &OrderRecord) -> String {
 }
 
 /// One order's parameters of [`upsert_orders_sql`], in text order.
-pub(super) fn order_params<'a>(record: &'a OrderRecord, extra: &'a str) -> [Param<'a>; ORDER_PARAMS] {
+pub(super) fn order_params<'a>(
+    record: &'a OrderRecord,
+    extra: &'a str,
+) -> [Param<'a>; ORDER_PARAMS] {
     let o = &record.order;
     let text = |v: Option<&'a str>| Param::Text(v);
     let int = |v: Option<i64>| Param::Int(v);

@@ -34,8 +34,8 @@ mod writer;
 
 use bulk::SqliteImport;
 use checkpoint::Checkpointer;
-use writer::{ClaimWrite, Done, FinishWrite, UpdateWrite, Write, Writer};
 pub use webhooks::{Applied, Change, ChangeWriter, Delivery, LineCount, OrderChange};
+use writer::{ClaimWrite, Done, FinishWrite, UpdateWrite, Write, Writer};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]

@@ -279,7 +279,12 @@ impl Batches {
         Ok(results)
     }
 
-    async fn apply<D: Db>(&self, db: &mut D, change: &Change, now: i64) -> Result<Applied, StoreError> {
+    async fn apply<D: Db>(
+        &self,
+        db: &mut D,
+        change: &Change,
+        now: i64,
+    ) -> Result<Applied, StoreError> {
         if let Some(delivery) = &change.delivery {
             let fresh = db
                 .ints(
@@ -303,7 +308,10 @@ impl Batches {
                 version,
                 items,
                 skip_stages,
-            } => self.upsert(db, record, *version, items, skip_stages, now).await,
+            } => {
+                self.upsert(db, record, *version, items, skip_stages, now)
+                    .await
+            }
             OrderChange::Shipped {
                 key,
                 at,
@@ -318,7 +326,13 @@ impl Batches {
                      revision = revision + 1, updated_at = $5 \
                      WHERE marketplace = $1 AND order_id = $2 RETURNING revision";
                 let url = tracking_url.as_ref().map(|u| u.as_str());
-                let params = [key_param(key, 0), key_param(key, 1), Param::Int(Some(at)), Param::Text(url), Param::Int(Some(now))];
+                let params = [
+                    key_param(key, 0),
+                    key_param(key, 1),
+                    Param::Int(Some(at)),
+                    Param::Text(url),
+                    Param::Int(Some(now)),
+                ];
                 self.order_update(db, key, sql, &params, now).await
             }
             OrderChange::Delivered { key, at } => {
@@ -329,7 +343,12 @@ impl Batches {
                      status = CASE WHEN status IN ('pending', 'shipped') THEN 'delivered' ELSE status END, \
                      revision = revision + 1, updated_at = $4 \
                      WHERE marketplace = $1 AND order_id = $2 RETURNING revision";
-                let params = [key_param(key, 0), key_param(key, 1), Param::Int(Some(at)), Param::Int(Some(now))];
+                let params = [
+                    key_param(key, 0),
+                    key_param(key, 1),
+                    Param::Int(Some(at)),
+                    Param::Int(Some(now)),
+                ];
                 self.order_update(db, key, sql, &params, now).await
             }
             OrderChange::Cancelled { key } => self.set_status(db, key, "cancelled", now).await,
@@ -356,8 +375,7 @@ impl Batches {
                 return Ok(Applied::Stale);
             }
         }
-        let extra = if
-        record.order.extra.is_empty() {
+        let extra = if record.order.extra.is_empty() {
             "{}".to_string()
         } else {
             serde_json::to_string(&record.order.extra).unwrap_or_else(|_| "{}".into())
@@ -365,11 +383,16 @@ impl Batches {
         let fields = order_params(record, &extra);
         let mut params = vec![Param::Int(Some(now)), Param::Int(Some(now))];
         params.extend(fields);
-        let revision = db.ints(&upsert_orders_sql(self.backend, 1), &params).await?;
+        let revision = db
+            .ints(&upsert_orders_sql(self.backend, 1), &params)
+            .await?;
         let mut params = vec![Param::Int(Some(now)), key_param(key, 0), key_param(key, 1)];
         params.extend(self.stages.iter().map(|s| Param::Text(Some(s.as_str()))));
-        db.exec(&stage_upsert_sql(self.backend, 1, self.stages.len()), &params)
-            .await?;
+        db.exec(
+            &stage_upsert_sql(self.backend, 1, self.stages.len()),
+            &params,
+        )
+        .await?;
         skip(db, key, skip_stages, "partially refunded", now).await?;
         Ok(match revision.first() {
             Some(1) => Applied::Inserted,
@@ -437,7 +460,12 @@ impl Batches {
     ) -> Result<Applied, StoreError> {
         let sql = "UPDATE orders SET status = $3, revision = revision + 1, updated_at = $4 \
                    WHERE marketplace = $1 AND order_id = $2 RETURNING revision";
-        let params = [key_param(key, 0), key_param(key, 1), Param::Text(Some(status)), Param::Int(Some(now))];
+        let params = [
+            key_param(key, 0),
+            key_param(key, 1),
+            Param::Text(Some(status)),
+            Param::Int(Some(now)),
+        ];
         self.order_update(db, key, sql, &params, now).await
     }
 
@@ -471,7 +499,12 @@ impl Batches {
             db.exec(
                 "UPDATE webhook_orders SET items = $3, updated_at = $4 \
                  WHERE marketplace = $1 AND order_id = $2",
-                &[key_param(key, 0), key_param(key, 1), Param::Text(Some(&text)), Param::Int(Some(now))],
+                &[
+                    key_param(key, 0),
+                    key_param(key, 1),
+                    Param::Text(Some(&text)),
+                    Param::Int(Some(now)),
+                ],
             )
             .await?;
         }
@@ -556,7 +589,8 @@ trait Db {
     /// The first column of every row, as integers.
     async fn ints(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<i64>, StoreError>;
     /// The first column of the first row, as text.
-    async fn text(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Option<String>, StoreError>;
+    async fn text(&mut self, sql: &str, params: &[Param<'_>])
+        -> Result<Option<String>, StoreError>;
 }
 
 /// The statement with `$N` written as `?N`: SQLite numbers `$N` by order of
@@ -586,7 +620,11 @@ impl Db for rusqlite::Connection {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    async fn text(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Option<String>, StoreError> {
+    async fn text(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Option<String>, StoreError> {
         let mut statement = self.prepare_cached(&numbered(sql))?;
         let mut rows = statement.query(rusqlite::params_from_iter(params))?;
         Ok(match rows.next()? {
@@ -611,10 +649,17 @@ impl Db for AnyConnection {
             query = bind_param(query, *param);
         }
         let rows = query.fetch_all(&mut *self).await?;
-        Ok(rows.iter().map(|r| r.try_get::<i64, _>(0)).collect::<Result<_, _>>()?)
+        Ok(rows
+            .iter()
+            .map(|r| r.try_get::<i64, _>(0))
+            .collect::<Result<_, _>>()?)
     }
 
-    async fn text(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Option<String>, StoreError> {
+    async fn text(
+        &mut self,
+        sql: &str,
+        params: &[Param<'_>],
+    ) -> Result<Option<String>, StoreError> {
         let mut query = sqlx::query(sql);
         for param in params {
             query = bind_param(query, *param);

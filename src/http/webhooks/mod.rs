@@ -135,7 +135,11 @@ pub fn signed(keys: &[ring::hmac::Key], body: &[u8], signature: &str) -> bool {
 
 /// Stores a change, waking the scheduler when it changed something.
 pub async fn commit(app: &App, change: Change) -> Result<Outcome, WebhookError> {
-    let applied = app.changes.apply(change).await.map_err(WebhookError::Store)?;
+    let applied = app
+        .changes
+        .apply(change)
+        .await
+        .map_err(WebhookError::Store)?;
     if matches!(applied, Applied::Inserted | Applied::Updated) {
         app.wake.notify_one();
     }

@@ -105,7 +105,8 @@ async fn handle(
     if !signed(&app.shopify_keys, &body, signature) {
         return Err(WebhookError::BadSignature);
     }
-    let name = header(headers, "X-Shopify-Topic").ok_or(WebhookError::MissingHeader("X-Shopify-Topic"))?;
+    let name =
+        header(headers, "X-Shopify-Topic").ok_or(WebhookError::MissingHeader("X-Shopify-Topic"))?;
     let topic = Topic::of(name);
     *topic_label = topic.label();
     if topic == Topic::Other {
@@ -182,7 +183,8 @@ fn key(marketplace: Line, order_id: Option<u64>) -> Result<OrderKey, WebhookErro
 /// An RFC 3339 time Shopify sends, such as `2021-12-31T19:00:00-05:00`.
 fn instant(field: &str, value: Option<&str>) -> Result<DateTime<Utc>, WebhookError> {
     let value = value.ok_or_else(|| WebhookError::Unusable(format!("no {field}")))?;
-    parse_time(value).ok_or_else(|| WebhookError::Unusable(format!("{field} '{value}' is not an RFC 3339 time")))
+    parse_time(value)
+        .ok_or_else(|| WebhookError::Unusable(format!("{field} '{value}' is not an RFC 3339 time")))
 }
 
 fn parse_time(value: &str) -> Option<DateTime<Utc>> {
@@ -302,7 +304,11 @@ struct RefundLine {
 impl ShopifyOrder {
     /// The order as followupd stores it, with its version, line items and
     /// the stages a partial refund ends.
-    fn into_change(self, marketplace: Line, partial_skips: &[String]) -> Result<OrderChange, WebhookError> {
+    fn into_change(
+        self,
+        marketplace: Line,
+        partial_skips: &[String],
+    ) -> Result<OrderChange, WebhookError> {
         let key = key(marketplace, self.id)?;
         let customer = self.customer.as_ref();
         let buyer_email = buyer_email([
@@ -310,7 +316,10 @@ impl ShopifyOrder {
             self.contact_email.as_deref(),
             customer.and_then(|c| c.email.as_deref()),
         ])?;
-        let shipping = self.shipping_address.as_ref().or(self.billing_address.as_ref());
+        let shipping = self
+            .shipping_address
+            .as_ref()
+            .or(self.billing_address.as_ref());
         let buyer_name = match full_name(
             customer.and_then(|c| c.first_name.as_deref()),
             customer.and_then(|c| c.last_name.as_deref()),
@@ -354,7 +363,10 @@ impl ShopifyOrder {
         } else {
             None
         };
-        let status = given.unwrap_or(OrderStatus::inferred(shipped_at.is_some(), delivered_at.is_some()));
+        let status = given.unwrap_or(OrderStatus::inferred(
+            shipped_at.is_some(),
+            delivered_at.is_some(),
+        ));
         let mut extra = BTreeMap::new();
         if let Some(name) = self.name.as_deref().filter(|n| !n.trim().is_empty()) {
             Line::parse("order_name", name)?;
@@ -421,7 +433,10 @@ mod tests {
     use super::*;
 
     fn sample(name: &str) -> Vec<u8> {
-        let path = format!("{}/tests/data/webhooks/shopify/{name}", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/data/webhooks/shopify/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        );
         std::fs::read(path).unwrap()
     }
 
@@ -429,8 +444,14 @@ mod tests {
     fn shopifys_sample_order_becomes_an_order() {
         let order: ShopifyOrder = parse_json(&sample("order.json")).unwrap();
         let marketplace = Line::parse("marketplace", "shopify").unwrap();
-        let OrderChange::Upsert { record, version, items, .. } =
-            order.into_change(marketplace, &["review_request".into()]).unwrap()
+        let OrderChange::Upsert {
+            record,
+            version,
+            items,
+            ..
+        } = order
+            .into_change(marketplace, &["review_request".into()])
+            .unwrap()
         else {
             panic!("not an upsert");
         };
@@ -454,7 +475,12 @@ mod tests {
     fn the_fulfillment_sample_carries_its_tracking_link() {
         let f: Fulfillment = parse_json(&sample("fulfillment.json")).unwrap();
         assert_eq!(f.order_id, Some(820_982_911_946_154_508));
-        assert!(f.tracking_url().unwrap().unwrap().as_str().starts_with("https://www.ups.com/"));
+        assert!(f
+            .tracking_url()
+            .unwrap()
+            .unwrap()
+            .as_str()
+            .starts_with("https://www.ups.com/"));
         assert!(!f.is_void());
     }
 }

@@ -172,7 +172,11 @@ struct Meta {
 }
 
 impl WooOrder {
-    fn into_change(self, marketplace: Line, partial_skips: &[String]) -> Result<OrderChange, WebhookError> {
+    fn into_change(
+        self,
+        marketplace: Line,
+        partial_skips: &[String],
+    ) -> Result<OrderChange, WebhookError> {
         let key = key(marketplace, self.id)?;
         let billing = self.billing.as_ref();
         let buyer_email = buyer_email([billing.and_then(|b| b.email.as_deref())])?;
@@ -192,7 +196,8 @@ impl WooOrder {
             .as_ref()
             .filter(|s| s.country.as_deref().is_some_and(|c| !c.is_empty()))
             .or(billing);
-        let time_zone = place.and_then(|a| zone::for_address(a.country.as_deref()?, a.state.as_deref()));
+        let time_zone =
+            place.and_then(|a| zone::for_address(a.country.as_deref()?, a.state.as_deref()));
         let status_text = self.status.as_deref().unwrap_or("");
         let given = match status_text {
             "cancelled" | "failed" | "trash" => Some(OrderStatus::Cancelled),
@@ -331,7 +336,9 @@ mod tests {
         );
         let order: WooOrder = parse_json(&std::fs::read(path).unwrap()).unwrap();
         let marketplace = Line::parse("marketplace", "woocommerce").unwrap();
-        let OrderChange::Upsert { record, version, .. } = order.into_change(marketplace, &[]).unwrap()
+        let OrderChange::Upsert {
+            record, version, ..
+        } = order.into_change(marketplace, &[]).unwrap()
         else {
             panic!("not an upsert");
         };

@@ -259,9 +259,18 @@ fn secrets(
     let mut found = Vec::new();
     if let Some(file) = file {
         let path = resolve(file);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| invalid(&format!("{key}.{what}_file"), format!("{}: {e}", path.display())))?;
-        found.extend(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(|l| l.to_string()));
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            invalid(
+                &format!("{key}.{what}_file"),
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        found.extend(
+            text.lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .map(|l| l.to_string()),
+        );
         if found.is_empty() {
             return Err(invalid(
                 &format!("{key}.{what}_file"),
@@ -302,21 +311,26 @@ mod tests {
 
     fn parse(text: &str) -> Result<HttpConfig, HttpConfigError> {
         let raw: RawHttp = toml::from_str(text).unwrap();
-        raw.build(|p| p.to_path_buf(), &["shipment".into(), "review_request".into()])
+        raw.build(
+            |p| p.to_path_buf(),
+            &["shipment".into(), "review_request".into()],
+        )
     }
 
     #[test]
     fn secrets_come_from_the_environment_and_never_print() {
         std::env::set_var("FOLLOWUPD_TEST_SHOPIFY", "old-secret, new-secret");
-        let config = parse(
-            "listen = \"127.0.0.1:0\"\n[shopify]\nsecret_env = \"FOLLOWUPD_TEST_SHOPIFY\"\n",
-        )
-        .unwrap();
+        let config =
+            parse("listen = \"127.0.0.1:0\"\n[shopify]\nsecret_env = \"FOLLOWUPD_TEST_SHOPIFY\"\n")
+                .unwrap();
         let shopify = config.shopify.unwrap();
         assert_eq!(shopify.secrets.len(), 2);
         assert_eq!(shopify.partial_refund_skips, ["review_request"]);
         let printed = format!("{shopify:?}");
-        assert!(!printed.contains("secret,") && !printed.contains("new-secret"), "{printed}");
+        assert!(
+            !printed.contains("secret,") && !printed.contains("new-secret"),
+            "{printed}"
+        );
     }
 
     #[test]
