@@ -15,10 +15,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use common::smtp::SmtpServer;
-use common::{eventually, header, Env, CSV_HEADER};
+use common::{eventually, header, launch, Env, CSV_HEADER};
 use serde_json::Value;
-
-const BIN: &str = env!("CARGO_BIN_EXE_followupd");
 
 fn secs(s: f64) -> Duration {
     Duration::from_secs_f64(s)
@@ -185,44 +183,22 @@ impl Daemon {
     /// `followupd -c CONFIG run ARGS…` with RUST_LOG=info, stderr to a file
     /// and its own notify socket; `vars` are extra environment variables.
     fn start(env: &Env, name: &str, args: &[&str], vars: &[(&str, &str)]) -> Self {
-        let mut command = Command::new(BIN);
-        command
-            .arg("-c")
-            .arg(env.path("config.toml"))
-            .arg("run")
-            .args(args);
+        let mut command = env.command();
+        command.arg("run").args(args);
         command.envs(vars.iter().copied());
         Self::spawn(env, name, command)
     }
 
-    /// Starts `command` (which must end up exec'ing the daemon) with the
-    /// common environment.
+    /// Starts `command` (from the common launcher, which cleaned its
+    /// environment; it must end up exec'ing the daemon) with its own
+    /// notify socket and stderr file.
     fn spawn(env: &Env, name: &str, mut command: Command) -> Self {
         let notify = Notifications::listen(env.path(&format!("{name}.notify")));
         let stderr_path = env.path(&format!("{name}.stderr"));
         let stderr = File::create(&stderr_path).unwrap();
-        for var in [
-            "FOLLOWUPD_CONFIG",
-            "FOLLOWUPD_DATABASE_URL",
-            "JOURNAL_STREAM",
-            "LISTEN_FDS",
-            "LISTEN_PID",
-        ] {
-            command.env_remove(var);
-        }
-        // The tests that want a watchdog set these themselves.
-        let wants = |var: &str| command.get_envs().any(|(k, _)| k == var);
-        let (usec, pid) = (wants("WATCHDOG_USEC"), wants("WATCHDOG_PID"));
-        if !usec {
-            command.env_remove("WATCHDOG_USEC");
-        }
-        if !pid {
-            command.env_remove("WATCHDOG_PID");
-        }
         let child = command
             .env("RUST_LOG", "info")
             .env("NOTIFY_SOCKET", &notify.path)
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(stderr))
             .spawn()
@@ -734,15 +710,11 @@ fn watchdog_pings_at_half_the_interval_for_the_right_pid() {
 
     // WATCHDOG_PID = the daemon's own pid: a shell that execs it.
     let own_env = Env::new(&file_config(""));
-    let mut command = Command::new("sh");
-    command
-        .arg("-c")
-        .arg(r#"WATCHDOG_PID=$$ exec "$0" "$@""#)
-        .arg(BIN)
-        .arg("-c")
-        .arg(own_env.path("config.toml"))
-        .arg("run")
-        .env("WATCHDOG_USEC", "400000");
+    let mut command = launch::through_shell(
+        r#"WATCHDOG_PID=$$ exec "$0" "$@""#,
+        &own_env.path("config.toml"),
+    );
+    command.arg("run").env("WATCHDOG_USEC", "400000");
     let mut own = Daemon::spawn(&own_env, "run", command);
 
     let other_env = Env::new(&file_config(""));

@@ -4,6 +4,7 @@
 mod common;
 
 use chrono::{DateTime, Duration, Timelike, Utc};
+use common::mime::qp_decode;
 use common::{header, Env, BASE_CONFIG, CSV_HEADER};
 
 fn stderr(out: &std::process::Output) -> String {
@@ -12,26 +13,6 @@ fn stderr(out: &std::process::Output) -> String {
 
 fn stdout(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
-}
-
-/// Decodes quoted-printable soft breaks and escapes, enough to read bodies.
-fn qp_decode(text: &str) -> String {
-    let joined = text.replace("=\r\n", "").replace("=\n", "");
-    let bytes = joined.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'=' && i + 2 < bytes.len() {
-            if let Ok(b) = u8::from_str_radix(&joined[i + 1..i + 3], 16) {
-                out.push(b);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).to_string()
 }
 
 /// Ticks every `step` from `from` to `until` (inclusive).
@@ -402,7 +383,7 @@ on_both_backends! {
         env.ok(&["tick", "--now", "2026-12-01T12:00:00Z"]);
         let outbox = env.outbox();
         assert_eq!(outbox.len(), 1);
-        let body = qp_decode(&outbox[0].1);
+        let body = String::from_utf8_lossy(&qp_decode(&outbox[0].1)).to_string();
         assert!(
             body.contains("Hi <script>alert(1)</script>,") || body.contains("Hi &lt;script&gt;"),
             "{body}"

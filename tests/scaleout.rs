@@ -82,11 +82,8 @@ fn import_due_orders(env: &Env, count: usize) {
 }
 
 fn spawn_daemon(env: &Env) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_followupd"))
-        .arg("-c")
-        .arg(env.path("config.toml"))
+    env.command()
         .arg("run")
-        .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

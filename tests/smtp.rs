@@ -61,9 +61,7 @@ fn logs(env: &Env, args: &[&str]) -> Vec<Value> {
 }
 
 fn spawn_tick(env: &Env, now: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_followupd"))
-        .arg("-c")
-        .arg(env.path("config.toml"))
+    env.command()
         .args(["tick", "--now", now])
         .stdout(Stdio::null())
         .stderr(Stdio::null())

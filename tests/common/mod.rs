@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod launch;
+pub mod mime;
 pub mod smtp;
 
 use std::cell::Cell;
@@ -223,17 +225,15 @@ impl Env {
         p
     }
 
+    /// `followupd -c <config>` with a clean environment
+    /// ([`launch::followupd`]), ready for its arguments.
+    pub fn command(&self) -> Command {
+        launch::followupd(&self.path("config.toml"))
+    }
+
     /// Runs `followupd -c <config> ARGS…` and returns its output.
     pub fn run(&self, args: &[&str]) -> Output {
-        Command::new(env!("CARGO_BIN_EXE_followupd"))
-            .arg("-c")
-            .arg(self.path("config.toml"))
-            .args(args)
-            .env_remove("FOLLOWUPD_CONFIG")
-            .env_remove("FOLLOWUPD_DATABASE_URL")
-            .env("RUST_LOG", "warn")
-            .output()
-            .expect("followupd runs")
+        self.command().args(args).output().expect("followupd runs")
     }
 
     /// Runs and insists on success, returning stdout.
