@@ -412,8 +412,23 @@ fn after_its_connection_is_cut_the_writer_fails_that_batch_and_carries_on() {
 /// The PostgreSQL session the store's writer commits on: the one client
 /// session on the store's database that is not one of its pool's (the
 /// writer takes its connection out of the pool). The pool's sessions are
-/// found by holding every connection it has at once.
+/// found by holding every connection it has at once. Sessions of a process
+/// that has just exited (the import in `setup`) linger for a moment, so
+/// this asks again until one session is left.
 fn writer_session(runtime: &tokio::runtime::Runtime, store: &Store) -> i64 {
+    let mut others = Vec::new();
+    let found = common::eventually(std::time::Duration::from_secs(10), || {
+        others = sessions_outside_the_pool(runtime, store);
+        others.len() == 1
+    });
+    assert!(
+        found,
+        "the writer has a session of its own, the only one outside the pool: {others:?}"
+    );
+    others[0]
+}
+
+fn sessions_outside_the_pool(runtime: &tokio::runtime::Runtime, store: &Store) -> Vec<i64> {
     runtime.block_on(async {
         let pool = store.pool();
         let mut held = Vec::new();
@@ -436,17 +451,10 @@ fn writer_session(runtime: &tokio::runtime::Runtime, store: &Store) -> i64 {
         .fetch_all(&mut *held[0])
         .await
         .unwrap();
-        let others: Vec<i64> = sessions
+        sessions
             .into_iter()
             .filter(|pid| !pool_pids.contains(pid))
-            .collect();
-        assert_eq!(
-            others.len(),
-            1,
-            "the writer has a session of its own, the only one outside the pool \
-             (pool {pool_pids:?}, others {others:?})"
-        );
-        others[0]
+            .collect()
     })
 }
 
