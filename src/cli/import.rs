@@ -1,0 +1,59 @@
+//! `followupd import FILE…`
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Result;
+use chrono::Utc;
+use clap::Args;
+
+use crate::engine::{Engine, ImportSummary};
+use crate::import::Format;
+
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// Files to import.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// File format, when the extension does not say.
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// A column mapping from [mappings.NAME] in config.toml.
+    #[arg(long)]
+    mapping: Option<String>,
+}
+
+/// The figures of every file imported, for the one summary line.
+#[derive(Debug, Default)]
+struct Totals {
+    imported: u64,
+    updated: u64,
+    rejected: u64,
+}
+
+impl Totals {
+    fn add(&mut self, summary: &ImportSummary) {
+        self.imported += summary.imported;
+        self.updated += summary.updated;
+        self.rejected += summary.rejected.len() as u64;
+    }
+}
+
+pub(super) async fn run(args: ImportArgs, config: &Path) -> Result<ExitCode> {
+    let engine = Engine::open(super::load(config)?).await?;
+    let mut totals = Totals::default();
+    for file in &args.files {
+        let summary = engine
+            .import_file(file, args.format, args.mapping.as_deref(), Utc::now())
+            .await?;
+        for r in &summary.rejected {
+            eprintln!("{}:{}: {}", file.display(), r.line, r.reason);
+        }
+        totals.add(&summary);
+    }
+    println!(
+        "imported {}, updated {}, rejected {}",
+        totals.imported, totals.updated, totals.rejected
+    );
+    Ok(super::exit(totals.rejected == 0))
+}

@@ -1,0 +1,130 @@
+//! The `followupd` command line: one file a command, each with its
+//! `#[derive(Args)]` struct and its `run` function (the shape of
+//! mini-redis's `src/cmd/`). Commands call into [`crate::engine`] and the
+//! store; these files only turn their results into text, JSON lines and
+//! exit codes.
+
+mod check;
+mod import;
+mod lint;
+mod logging;
+mod logs;
+mod plan;
+mod preview;
+mod resend;
+mod run;
+mod show;
+mod tick;
+mod time;
+mod values;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+/// followupd: sends post-purchase emails to buyers, and never one with
+/// wording a marketplace would penalise.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// The configuration file.
+    #[arg(
+        short,
+        long,
+        global = true,
+        env = "FOLLOWUPD_CONFIG",
+        default_value = "config.toml"
+    )]
+    pub config: PathBuf,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Import orders from CSV or JSON Lines files (new orders and updates).
+    Import(import::ImportArgs),
+    /// Show every stage of every order: state, window, next send and why.
+    Plan(plan::PlanArgs),
+    /// Run as a service: import from the inbox, send what is due, sleep until the next.
+    Run(run::RunArgs),
+    /// Send everything due at an instant, print a summary and exit.
+    Tick(tick::TickArgs),
+    /// Show the exact message one stage of an order would send, and its lint result.
+    Preview(preview::PreviewArgs),
+    /// The send log, newest first: what was sent to whom, when, and what the server said.
+    Logs(logs::LogsArgs),
+    /// Print a stored message exactly as it was handed to the server.
+    Show(show::ShowArgs),
+    /// Check config, templates, database and the transport (an SMTP handshake), sending nothing.
+    Check,
+    /// Send one stage of an order again, on purpose (logged as a manual resend).
+    Resend(resend::ResendArgs),
+    /// Lint every template (or one finished message); exit 1 on any hit.
+    Lint(lint::LintArgs),
+}
+
+/// The binary's whole life after parsing: logging, the runtime, the
+/// command, and the exit code (2 for an error that stopped the command,
+/// printed once with its causes).
+pub fn main(cli: Cli) -> ExitCode {
+    logging::init(matches!(cli.command, Command::Run(_)));
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs a parsed command line and returns the process exit code.
+pub async fn run(cli: Cli) -> Result<ExitCode> {
+    let config = cli.config.as_path();
+    match cli.command {
+        Command::Import(args) => import::run(args, config).await,
+        Command::Plan(args) => plan::run(args, config).await,
+        Command::Run(args) => run::run(args, config).await,
+        Command::Tick(args) => tick::run(args, config).await,
+        Command::Preview(args) => preview::run(args, config).await,
+        Command::Logs(args) => logs::run(args, config).await,
+        Command::Show(args) => show::run(args, config).await,
+        Command::Check => check::run(config).await,
+        Command::Resend(args) => resend::run(args, config).await,
+        Command::Lint(args) => lint::run(args, config),
+    }
+}
+
+/// Loads the configuration, logging its warnings.
+fn load(path: &Path) -> Result<Config> {
+    let config = Config::load(path).with_context(|| {
+        format!(
+            "loading {} (set -c or FOLLOWUPD_CONFIG to use another file)",
+            path.display()
+        )
+    })?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    Ok(config)
+}
+
+fn exit(success: bool) -> ExitCode {
+    if success {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
