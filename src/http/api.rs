@@ -65,8 +65,6 @@ pub enum ApiError {
     NotOrders,
     #[error("the orders could not be stored, try again: {0}")]
     Store(StoreError),
-    #[error("shutting down, try again")]
-    ShuttingDown,
 }
 
 impl ApiError {
@@ -79,7 +77,7 @@ impl ApiError {
             Self::Body(BodyError::Unreadable) | Self::Json(_) | Self::NotOrders => {
                 StatusCode::BAD_REQUEST
             }
-            Self::Store(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -90,7 +88,6 @@ impl ApiError {
             Self::Body(BodyError::Timeout) => "timeout",
             Self::Body(BodyError::Unreadable) | Self::Json(_) | Self::NotOrders => "malformed",
             Self::Store(_) => "store_error",
-            Self::ShuttingDown => "shutting_down",
         }
     }
 }
@@ -166,9 +163,6 @@ async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<Summary, A
     let body = read_body(app, headers, body)
         .await
         .map_err(ApiError::Body)?;
-    if app.stopping() {
-        return Err(ApiError::ShuttingDown);
-    }
     let value: serde_json::Value =
         serde_json::from_slice(&body).map_err(|e| ApiError::Json(e.to_string()))?;
     let entries = match value {

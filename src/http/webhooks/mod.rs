@@ -37,8 +37,6 @@ pub enum WebhookError {
     Unusable(String),
     #[error("the change could not be stored, try again: {0}")]
     Store(StoreError),
-    #[error("shutting down, try again")]
-    ShuttingDown,
 }
 
 impl WebhookError {
@@ -53,7 +51,7 @@ impl WebhookError {
                 StatusCode::BAD_REQUEST
             }
             Self::Unusable(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::Store(_) | Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -70,7 +68,6 @@ impl WebhookError {
             }
             Self::Unusable(_) => "unprocessable",
             Self::Store(_) => "store_error",
-            Self::ShuttingDown => "shutting_down",
         }
     }
 }

@@ -112,9 +112,6 @@ async fn handle(
     if topic == Topic::Other {
         return Ok(Outcome::Ignored(format!("topic {name}")));
     }
-    if app.stopping() {
-        return Err(WebhookError::ShuttingDown);
-    }
     let event = header(headers, "X-Shopify-Event-Id")
         .or_else(|| header(headers, "X-Shopify-Webhook-Id"))
         .ok_or(WebhookError::MissingHeader("X-Shopify-Event-Id"))?;

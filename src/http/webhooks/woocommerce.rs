@@ -78,9 +78,6 @@ async fn handle(
     if *topic_label == "other" {
         return Ok(Outcome::Ignored(format!("topic {topic}")));
     }
-    if app.stopping() {
-        return Err(WebhookError::ShuttingDown);
-    }
     let delivery_id = header(headers, "X-WC-Webhook-Delivery-ID")
         .ok_or(WebhookError::MissingHeader("X-WC-Webhook-Delivery-ID"))?;
     let delivery = Some(Delivery {
