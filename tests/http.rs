@@ -628,6 +628,45 @@ on_both_backends! {
     }
 }
 
+/// `check` says whether the listener can bind, and never shows a secret.
+#[test]
+fn check_says_whether_the_listener_can_bind() {
+    let port = free_port();
+    let env = Env::new(&config(port));
+    let check = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_followupd"))
+            .arg("-c")
+            .arg(env.path("config.toml"))
+            .arg("check")
+            .env("TEST_SHOPIFY_SECRET", SHOPIFY_SECRET)
+            .env("TEST_WC_SECRET", WC_SECRET)
+            .env("TEST_API_TOKEN", API_TOKEN)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            !text.contains(SHOPIFY_SECRET) && !text.contains(API_TOKEN),
+            "{text}"
+        );
+        (out.status.code(), text)
+    };
+    let (code, text) = check();
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!(
+            "ok    http: 127.0.0.1:{port} can be bound; shopify (1 secret)"
+        )),
+        "{text}"
+    );
+    let _held = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let (code, text) = check();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains(&format!("FAIL  http: cannot listen on 127.0.0.1:{port}")),
+        "{text}"
+    );
+}
+
 /// Two instances behind one load balancer share PostgreSQL: a delivery
 /// that reaches both at once is still applied once.
 #[test]

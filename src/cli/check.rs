@@ -19,6 +19,7 @@ pub(super) async fn run(config: &Path) -> Result<ExitCode> {
     report.line("templates", templates(&config));
     report.line("database", database(&config).await);
     report.line("transport", transport(&config).await);
+    report.line("http", http(&config).await);
     Ok(super::exit(report.ok))
 }
 
@@ -66,6 +67,38 @@ async fn transport(config: &Config) -> Result<String, String> {
     let transport =
         crate::transport::Transport::new(&config.transport).map_err(|e| e.to_string())?;
     transport.check().await.map_err(|e| e.to_string())
+}
+
+/// Whether `[http] listen` can be bound, and which endpoints have their
+/// secrets; never a secret itself.
+async fn http(config: &Config) -> Result<String, String> {
+    let Some(http) = &config.http else {
+        return Ok("off (no [http] listen)".into());
+    };
+    let listener = crate::http::bind(http).await.map_err(|e| {
+        format!("{e} (a running followupd run holds it; otherwise another process does)")
+    })?;
+    drop(listener);
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+    let mut endpoints = Vec::new();
+    if let Some(s) = &http.shopify {
+        endpoints.push(format!("shopify ({})", count(s.secrets.len(), "secret")));
+    }
+    if let Some(w) = &http.woocommerce {
+        endpoints.push(format!(
+            "woocommerce ({})",
+            count(w.secrets.len(), "secret")
+        ));
+    }
+    if !http.api_tokens.is_empty() {
+        endpoints.push(format!("api ({})", count(http.api_tokens.len(), "token")));
+    }
+    endpoints.push("healthz, readyz, metrics".into());
+    Ok(format!(
+        "{} can be bound; {}",
+        http.listen,
+        endpoints.join(", ")
+    ))
 }
 
 /// Hides a password in a database URL.
