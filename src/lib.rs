@@ -5,6 +5,8 @@
 //!
 //! A tour of the crate, from data in to mail out:
 
+/// Bounces and complaints: reading DSNs and ARF reports, acting on them.
+pub mod bounce;
 /// The command line.
 pub mod cli;
 /// `config.toml`, parsed into typed settings.
@@ -31,5 +33,9 @@ pub mod render;
 pub mod schedule;
 /// SQLite / PostgreSQL persistence and the send log.
 pub mod store;
+/// The suppression list: who gets no further message, and why.
+pub mod suppress;
 /// Delivery: the outbox folder (and SMTP).
 pub mod transport;
+/// Signed one-click unsubscribe tokens and links.
+pub mod unsubscribe;

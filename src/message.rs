@@ -13,7 +13,7 @@ use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::Address;
 
 use crate::config::Sender;
-use crate::order::{Order, OrderKey};
+use crate::order::{Line, Order, OrderKey};
 use crate::render::Rendered;
 
 /// Why a message could not be built.
@@ -53,6 +53,45 @@ pub fn message_id(key: &OrderKey, stage: &str, domain: &str) -> String {
     }
     id.pop();
     format!("{id}@{domain}")
+}
+
+/// The order and stage a Message-ID of ours names (the inverse of
+/// [`message_id`]), or `None` for any other Message-ID. Angle brackets
+/// around it are allowed.
+pub fn parse_message_id(id: &str) -> Option<(OrderKey, String)> {
+    let id = id.trim();
+    let id = id
+        .strip_prefix('<')
+        .and_then(|i| i.strip_suffix('>'))
+        .unwrap_or(id);
+    let (local, _domain) = id.rsplit_once('@')?;
+    let mut parts = local.strip_prefix("followupd.")?.split('.');
+    let (stage, marketplace, order_id) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let key = OrderKey {
+        marketplace: Line::parse("marketplace", &unescape(marketplace)?).ok()?,
+        order_id: Line::parse("order_id", &unescape(order_id)?).ok()?,
+    };
+    Some((key, unescape(stage)?))
+}
+
+/// Undoes the `=XX` escapes of [`message_id`].
+fn unescape(part: &str) -> Option<String> {
+    let mut bytes = Vec::with_capacity(part.len());
+    let mut rest = part.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'=' {
+            let hex = std::str::from_utf8(tail.get(..2)?).ok()?;
+            bytes.push(u8::from_str_radix(hex, 16).ok()?);
+            rest = &tail[2..];
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    String::from_utf8(bytes).ok()
 }
 
 /// Builds the email for `rendered`.
@@ -147,6 +186,21 @@ mod tests {
             locale: "en".into(),
             folder: "templates/en".into(),
         }
+    }
+
+    #[test]
+    fn our_message_ids_read_back() {
+        let order = sample_order("amazon.de");
+        let mut key = order.key.clone();
+        key.order_id = Line::parse("order_id", "112-0000.1 =x").unwrap();
+        let id = message_id(&key, "follow_up", "shop.example");
+        assert_eq!(
+            parse_message_id(&format!("<{id}>")),
+            Some((key, "follow_up".to_string()))
+        );
+        assert_eq!(parse_message_id("<abc@mail.example>"), None);
+        assert_eq!(parse_message_id("followupd.a.b@x"), None);
+        assert_eq!(parse_message_id("followupd.a.b.c=ZZ@x"), None);
     }
 
     #[test]

@@ -711,6 +711,7 @@ mod tests {
             after: after.map(String::from),
             skip_when: vec![],
             on_unknown: Default::default(),
+            transactional: false,
         };
         let p = amazon();
         let problems = p.stage_problems(&[

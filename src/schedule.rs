@@ -78,6 +78,9 @@ pub struct StageSpec {
     pub after: Option<String>,
     pub skip_when: Vec<SkipCondition>,
     pub on_unknown: OnUnknown,
+    /// Sent even to a suppressed address (a shipment notice a seller must
+    /// send); by default a suppressed address gets nothing.
+    pub transactional: bool,
 }
 
 /// The lifecycle of one stage of one order.
@@ -326,6 +329,8 @@ pub enum SkipReason {
     },
     /// The marketplace's policy profile does not allow this stage.
     Policy(String),
+    /// The buyer's address is on the suppression list.
+    Suppressed(crate::suppress::Reason),
 }
 
 impl fmt::Display for SkipReason {
@@ -336,6 +341,7 @@ impl fmt::Display for SkipReason {
                 write!(f, "{stage} was not sent ({state})")
             }
             Self::Policy(profile) => write!(f, "disabled by the {profile} policy"),
+            Self::Suppressed(reason) => write!(f, "suppressed: {reason}"),
         }
     }
 }
@@ -535,6 +541,7 @@ mod tests {
             after: None,
             skip_when: Vec::new(),
             on_unknown: OnUnknown::Hold,
+            transactional: false,
         }
     }
 

@@ -77,6 +77,7 @@ fn stage(name: &str, anchor: Anchor, opens_after: Duration, closes_after: Durati
         after: None,
         skip_when: Vec::new(),
         on_unknown: OnUnknown::Hold,
+        transactional: false,
     }
 }
 

@@ -19,6 +19,9 @@ pub(super) struct RawStage {
     pub(super) skip_when: Vec<SkipCondition>,
     #[serde(default)]
     pub(super) on_unknown: OnUnknown,
+    /// Sent even to an address on the suppression list.
+    #[serde(default)]
+    pub(super) transactional: bool,
 }
 
 pub(super) fn default_stages() -> Vec<RawStage> {
@@ -35,6 +38,7 @@ pub(super) fn default_stages() -> Vec<RawStage> {
             // alone does not hold back the shipment notice.
             skip_when: vec![Returned, Refunded, Cancelled, OptedOut],
             on_unknown: OnUnknown::Hold,
+            transactional: false,
         },
         RawStage {
             name: "follow_up".into(),
@@ -44,6 +48,7 @@ pub(super) fn default_stages() -> Vec<RawStage> {
             after: None,
             skip_when: unhappy.clone(),
             on_unknown: OnUnknown::Hold,
+            transactional: false,
         },
         RawStage {
             name: "review_request".into(),
@@ -53,6 +58,7 @@ pub(super) fn default_stages() -> Vec<RawStage> {
             after: Some("follow_up".into()),
             skip_when: unhappy,
             on_unknown: OnUnknown::Hold,
+            transactional: false,
         },
     ]
 }
@@ -109,6 +115,7 @@ impl Builder<'_> {
                 after: s.after.clone(),
                 skip_when: s.skip_when.clone(),
                 on_unknown: s.on_unknown,
+                transactional: s.transactional,
             });
         }
         Ok(stages)

@@ -29,8 +29,11 @@ use crate::schedule::StageState;
 
 mod bulk;
 mod checkpoint;
+mod suppressions;
 mod webhooks;
 mod writer;
+
+pub use suppressions::{EventKind, NewEvent};
 
 use bulk::SqliteImport;
 use checkpoint::Checkpointer;
