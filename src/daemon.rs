@@ -436,7 +436,11 @@ async fn load_new_set(engine: &mut Engine, config_path: &Path) -> Result<(), Str
 
 /// Imports one file and reports the outcome in the log.
 async fn import_one(engine: &Engine, file: &Path) -> Option<crate::engine::ImportSummary> {
-    match engine.import_file(file, None, None, Utc::now()).await {
+    let options = crate::import::ReadOptions {
+        source: engine.config.inbox_source,
+        ..Default::default()
+    };
+    match engine.import_file_with(file, options, Utc::now()).await {
         Ok(summary) => {
             for r in &summary.rejected {
                 tracing::warn!(file = %file.display(), line = r.line, reason = %r.reason, "row rejected");
@@ -485,9 +489,10 @@ fn ready_files(inbox: &Path) -> Vec<PathBuf> {
 pub async fn process_inbox(engine: &Engine, inbox: &Path) {
     for file in ready_files(inbox) {
         let name = file.file_name().unwrap_or_default().to_owned();
-        let errors: Vec<String> = if Format::from_path(&file).is_none() {
+        let readable = Format::from_path(&file).is_some() || engine.config.inbox_source.is_some();
+        let errors: Vec<String> = if !readable {
             vec![format!(
-                "{}: unknown file type (expected .csv, .jsonl or .ndjson)",
+                "{}: unknown file type (expected .csv, .tsv, .txt, .json, .jsonl or .ndjson)",
                 name.to_string_lossy()
             )]
         } else {

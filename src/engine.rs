@@ -283,7 +283,22 @@ impl Engine {
         mapping: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<ImportSummary, EngineError> {
-        let rows = import::read_orders(path, format, mapping, &self.config, now)?;
+        let options = import::ReadOptions {
+            format,
+            mapping,
+            source: None,
+        };
+        self.import_file_with(path, options, now).await
+    }
+
+    /// [`Self::import_file`], read as `options` say (a source's export).
+    pub async fn import_file_with(
+        &self,
+        path: &Path,
+        options: import::ReadOptions<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<ImportSummary, EngineError> {
+        let rows = import::read_orders_with(path, options, &self.config, now)?;
         let stages = stage_names(&self.config);
         let mut summary = ImportSummary::default();
         let mut batch: Vec<OrderRecord> = Vec::with_capacity(IMPORT_BATCH);

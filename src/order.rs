@@ -25,7 +25,7 @@ pub enum FieldError {
     ControlCharacter { field: String },
     #[error("invalid email address '{value}': {reason}")]
     Email { value: String, reason: String },
-    #[error("unknown status '{0}' (expected pending, shipped, delivered, returned, refunded or cancelled)")]
+    #[error("unknown status '{0}' (expected pending, shipped, delivered, returned, partially_refunded, refunded or cancelled)")]
     Status(String),
     #[error("field '{field}': cannot read '{value}' as a time (expected RFC 3339 such as 2026-12-01T10:00:00Z, or YYYY-MM-DD)")]
     Time { field: &'static str, value: String },
@@ -37,6 +37,43 @@ pub enum FieldError {
     DeliveredBeforeShipped { shipped: String, delivered: String },
     #[error("field '{field}': '{value}' is not an http(s) URL")]
     Url { field: &'static str, value: String },
+    #[error("field '{field}': cannot read '{value}' as a time (expected RFC 3339, YYYY-MM-DD or the mapping's date formats '{formats}')")]
+    TimeFormat {
+        field: &'static str,
+        value: String,
+        formats: String,
+    },
+    #[error("unknown status '{value}' (expected {known})")]
+    SourceStatus { value: String, known: String },
+    #[error("field '{field}': expected a whole number of at least 1, got '{value}'")]
+    Quantity { field: &'static str, value: String },
+}
+
+/// Whether `c` is an invisible formatting character: zero-width spaces and
+/// joiners, bidirectional marks, embeddings, overrides and isolates, the
+/// word joiner and invisible operators, and the byte order mark. None of
+/// them has a place in a name or an identifier, and each can make two
+/// values that look the same compare different (`shop` and `shop\u{200b}`)
+/// or make a name read backwards.
+pub fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200b}'..='\u{200f}'
+            | '\u{202a}'..='\u{202e}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{feff}'
+    )
+}
+
+/// `value` without invisible formatting characters ([`is_invisible_format`]);
+/// borrowed when it had none.
+pub fn strip_invisible(value: &str) -> std::borrow::Cow<'_, str> {
+    if value.contains(is_invisible_format) {
+        std::borrow::Cow::Owned(value.chars().filter(|c| !is_invisible_format(*c)).collect())
+    } else {
+        std::borrow::Cow::Borrowed(value)
+    }
 }
 
 /// Rejects CR, LF and other control characters, which could forge mail
@@ -61,8 +98,10 @@ pub fn single_line(field: &str, value: &str) -> Result<(), FieldError> {
 pub struct Line(String);
 
 impl Line {
-    /// Parses a trimmed, non-empty, single-line value.
+    /// Parses a trimmed, non-empty, single-line value, invisible formatting
+    /// characters removed.
     pub fn parse(field: &'static str, value: &str) -> Result<Self, FieldError> {
+        let value = strip_invisible(value);
         let value = value.trim();
         if value.is_empty() {
             return Err(FieldError::Missing(field));
@@ -99,6 +138,7 @@ pub struct BuyerEmail(String);
 
 impl BuyerEmail {
     pub fn parse(value: &str) -> Result<Self, FieldError> {
+        let value = strip_invisible(value);
         let value = value.trim();
         if value.is_empty() {
             return Err(FieldError::Missing("buyer_email"));
@@ -214,6 +254,9 @@ pub enum OrderStatus {
     Shipped,
     Delivered,
     Returned,
+    /// Part of the order was refunded: the buyer keeps the rest, so the
+    /// follow-up still goes, but a review request would be tactless.
+    PartiallyRefunded,
     Refunded,
     Cancelled,
 }
@@ -225,6 +268,7 @@ impl OrderStatus {
             Self::Shipped => "shipped",
             Self::Delivered => "delivered",
             Self::Returned => "returned",
+            Self::PartiallyRefunded => "partially_refunded",
             Self::Refunded => "refunded",
             Self::Cancelled => "cancelled",
         }
@@ -250,6 +294,7 @@ impl FromStr for OrderStatus {
             "shipped" => Self::Shipped,
             "delivered" => Self::Delivered,
             "returned" => Self::Returned,
+            "partially_refunded" => Self::PartiallyRefunded,
             "refunded" => Self::Refunded,
             "cancelled" | "canceled" => Self::Cancelled,
             _ => return Err(FieldError::Status(s.trim().to_string())),
@@ -341,6 +386,65 @@ impl fmt::Display for OrderKey {
     }
 }
 
+/// One line item of an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Item {
+    pub name: Line,
+    pub quantity: u32,
+    pub sku: Option<Line>,
+    /// As the export wrote it (a price's format is the shop's business).
+    pub price: Option<Line>,
+}
+
+impl Item {
+    /// Parses one item; an empty quantity is 1.
+    pub fn parse(name: &str, quantity: &str, sku: &str, price: &str) -> Result<Self, FieldError> {
+        let quantity = quantity.trim();
+        let quantity = if quantity.is_empty() {
+            1
+        } else {
+            // Exports write whole numbers, some as "2.0".
+            let whole = quantity.strip_suffix(".0").unwrap_or(quantity);
+            whole
+                .parse::<u32>()
+                .ok()
+                .filter(|q| *q >= 1)
+                .ok_or_else(|| FieldError::Quantity {
+                    field: "item_quantity",
+                    value: quantity.to_string(),
+                })?
+        };
+        Ok(Self {
+            name: Line::parse("item_name", name)?,
+            quantity,
+            sku: Line::parse_optional("item_sku", sku)?,
+            price: Line::parse_optional("item_price", price)?,
+        })
+    }
+}
+
+/// Where an order's time zone came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ZoneSource {
+    /// The order said.
+    Order,
+    /// Derived from the shipping address.
+    Address,
+    /// Neither: `[defaults] time_zone`.
+    Default,
+}
+
+impl ZoneSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Order => "order",
+            Self::Address => "address",
+            Self::Default => "default",
+        }
+    }
+}
+
 /// A valid order, as stored and as scheduled.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Order {
@@ -351,6 +455,9 @@ pub struct Order {
     pub locale: Option<Line>,
     #[serde(serialize_with = "serialize_zone")]
     pub time_zone: Option<Tz>,
+    /// Where `time_zone` came from: `Order` or `Address` when it is set,
+    /// `Default` when it is not.
+    pub time_zone_source: ZoneSource,
     pub shipped_at: Option<DateTime<Utc>>,
     pub delivered_at: Option<DateTime<Utc>>,
     pub status: OrderStatus,
@@ -359,7 +466,12 @@ pub struct Order {
     pub order_url: Option<Line>,
     pub tracking_url: Option<Line>,
     pub review_url: Option<Line>,
+    /// The line items, in the export's order; `product_name` is the first
+    /// one's name. Empty for an order imported with a product name alone.
+    pub items: Vec<Item>,
     /// Columns followupd has no name for, passed to templates as `order.extra`.
+    /// Free text: may hold line breaks (a subject that uses one is refused
+    /// when it is rendered).
     pub extra: BTreeMap<String, String>,
 }
 
@@ -411,10 +523,18 @@ impl Order {
                 fields.push((name.to_string(), v.as_str()));
             }
         }
+        for (i, item) in self.items.iter().enumerate() {
+            fields.push((format!("order.items[{i}].name"), item.name.as_str()));
+        }
         for (name, value) in &self.extra {
             fields.push((format!("order.extra.{name}"), value.as_str()));
         }
         fields
+    }
+
+    /// The zone the buyer's local times are reckoned in.
+    pub fn zone_or(&self, default: Tz) -> Tz {
+        self.time_zone.unwrap_or(default)
     }
 }
 
@@ -435,6 +555,7 @@ pub fn sample_order(marketplace: &str) -> Order {
         product_name: line("product_name", "Sample Teapot"),
         locale: None,
         time_zone: None,
+        time_zone_source: ZoneSource::Default,
         shipped_at: shipped,
         delivered_at: shipped.map(|t| t + chrono::Duration::days(3)),
         status: OrderStatus::Delivered,
@@ -449,6 +570,20 @@ pub fn sample_order(marketplace: &str) -> Order {
             "review_url",
             "https://shop.example/feedback/SAMPLE-0001",
         )),
+        items: vec![
+            Item {
+                name: line("item_name", "Sample Teapot"),
+                quantity: 1,
+                sku: Some(line("item_sku", "TEA-1")),
+                price: Some(line("item_price", "24.00")),
+            },
+            Item {
+                name: line("item_name", "Sample Tea Cups, set of two"),
+                quantity: 2,
+                sku: None,
+                price: Some(line("item_price", "9.50")),
+            },
+        ],
         extra: BTreeMap::new(),
     }
 }
@@ -544,6 +679,46 @@ mod tests {
             Ok(OrderStatus::Cancelled)
         );
         assert!("lost".parse::<OrderStatus>().is_err());
+    }
+
+    #[test]
+    fn invisible_formatting_is_removed_from_lines_and_addresses() {
+        assert_eq!(
+            Line::parse("marketplace", "shop\u{200b}").unwrap().as_str(),
+            "shop"
+        );
+        assert_eq!(
+            Line::parse("buyer_name", "\u{202e}Ann\u{2066} Lee\u{feff}")
+                .unwrap()
+                .as_str(),
+            "Ann Lee"
+        );
+        assert!(matches!(
+            Line::parse("order_id", "\u{200b}\u{200d}"),
+            Err(FieldError::Missing("order_id"))
+        ));
+        assert_eq!(
+            BuyerEmail::parse("ann\u{200b}@example.com")
+                .unwrap()
+                .as_str(),
+            "ann@example.com"
+        );
+    }
+
+    #[test]
+    fn an_item_needs_a_name_and_a_whole_quantity() {
+        let item = Item::parse(" Teapot ", "", "", "").unwrap();
+        assert_eq!((item.name.as_str(), item.quantity), ("Teapot", 1));
+        assert_eq!(
+            Item::parse("Cup", "2.0", "C-1", "4.50").unwrap().quantity,
+            2
+        );
+        assert!(Item::parse("Cup", "0", "", "").is_err());
+        assert!(Item::parse("Cup", "1.5", "", "").is_err());
+        assert!(matches!(
+            Item::parse("Cup\nBcc: x", "1", "", ""),
+            Err(FieldError::LineBreak { .. })
+        ));
     }
 
     #[test]

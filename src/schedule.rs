@@ -27,6 +27,8 @@ pub enum Anchor {
 #[serde(rename_all = "snake_case")]
 pub enum SkipCondition {
     Returned,
+    /// Part of the order refunded (a review request would be tactless).
+    PartiallyRefunded,
     Refunded,
     Cancelled,
     Complaint,
@@ -37,6 +39,7 @@ impl SkipCondition {
     fn applies_to(self, order: &Order) -> bool {
         match self {
             Self::Returned => order.status == OrderStatus::Returned,
+            Self::PartiallyRefunded => order.status == OrderStatus::PartiallyRefunded,
             Self::Refunded => order.status == OrderStatus::Refunded,
             Self::Cancelled => order.status == OrderStatus::Cancelled,
             Self::Complaint => order.complaint,
@@ -47,6 +50,7 @@ impl SkipCondition {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Returned => "order returned",
+            Self::PartiallyRefunded => "order partially refunded",
             Self::Refunded => "order refunded",
             Self::Cancelled => "order cancelled",
             Self::Complaint => "buyer complained",

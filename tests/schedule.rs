@@ -21,8 +21,9 @@ const AUCKLAND: Tz = chrono_tz::Pacific::Auckland;
 const TOKYO: Tz = chrono_tz::Asia::Tokyo;
 const UTC_ZONE: Tz = chrono_tz::UTC;
 
-const ALL_CONDITIONS: [SkipCondition; 5] = [
+const ALL_CONDITIONS: [SkipCondition; 6] = [
     SkipCondition::Returned,
+    SkipCondition::PartiallyRefunded,
     SkipCondition::Refunded,
     SkipCondition::Cancelled,
     SkipCondition::Complaint,
@@ -1037,6 +1038,7 @@ fn order_with(condition: SkipCondition) -> Order {
     let mut order = sample();
     match condition {
         SkipCondition::Returned => order.status = OrderStatus::Returned,
+        SkipCondition::PartiallyRefunded => order.status = OrderStatus::PartiallyRefunded,
         SkipCondition::Refunded => order.status = OrderStatus::Refunded,
         SkipCondition::Cancelled => order.status = OrderStatus::Cancelled,
         SkipCondition::Complaint => order.complaint = true,

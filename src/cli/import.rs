@@ -8,7 +8,7 @@ use chrono::Utc;
 use clap::Args;
 
 use crate::engine::{Engine, ImportSummary};
-use crate::import::Format;
+use crate::import::{Format, ReadOptions, Source};
 
 #[derive(Debug, Args)]
 pub struct ImportArgs {
@@ -19,8 +19,12 @@ pub struct ImportArgs {
     #[arg(long, value_enum)]
     format: Option<Format>,
     /// A column mapping from [mappings.NAME] in config.toml.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "from")]
     mapping: Option<String>,
+    /// The export these files are, as downloaded: shopify (Export orders
+    /// CSV), amazon (Order Report .txt), woocommerce (REST orders JSON).
+    #[arg(long, value_enum)]
+    from: Option<Source>,
 }
 
 /// The figures of every file imported, for the one summary line.
@@ -43,9 +47,12 @@ pub(super) async fn run(args: ImportArgs, config: &Path) -> Result<ExitCode> {
     let engine = Engine::open(super::load(config)?).await?;
     let mut totals = Totals::default();
     for file in &args.files {
-        let summary = engine
-            .import_file(file, args.format, args.mapping.as_deref(), Utc::now())
-            .await?;
+        let options = ReadOptions {
+            format: args.format,
+            mapping: args.mapping.as_deref(),
+            source: args.from,
+        };
+        let summary = engine.import_file_with(file, options, Utc::now()).await?;
         for r in &summary.rejected {
             eprintln!("{}:{}: {}", file.display(), r.line, r.reason);
         }

@@ -124,6 +124,7 @@ impl Builder<'_> {
             transport,
             retry,
             inbox: raw.import.inbox.as_deref().map(|p| self.resolve(p)),
+            inbox_source: raw.import.from,
             daemon: DaemonConfig {
                 shutdown_grace: self
                     .std_duration("daemon.shutdown_grace", &raw.daemon.shutdown_grace)?,

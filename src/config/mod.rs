@@ -82,6 +82,8 @@ pub struct Config {
     pub retry: RetryPolicy,
     /// A folder `followupd run` imports order files from.
     pub inbox: Option<PathBuf>,
+    /// The export the inbox's files are read as (`[import] from`).
+    pub inbox_source: Option<crate::import::Source>,
     pub daemon: DaemonConfig,
     pub sender: Sender,
     pub marketplaces: BTreeMap<String, Sender>,

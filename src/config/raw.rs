@@ -146,6 +146,8 @@ impl Default for RawLint {
 #[serde(deny_unknown_fields, default)]
 pub(super) struct RawImport {
     pub(super) inbox: Option<PathBuf>,
+    /// The source the inbox's files come from (`--from` for `run`).
+    pub(super) from: Option<crate::import::Source>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -27,6 +27,10 @@ pub(super) struct RawStage {
 pub(super) fn default_stages() -> Vec<RawStage> {
     use SkipCondition::*;
     let unhappy = vec![Returned, Refunded, Cancelled, Complaint, OptedOut];
+    // A partial refund leaves the buyer the rest of the order: the
+    // follow-up still asks how it arrived, the review request does not go.
+    let mut unhappy_or_refunded = unhappy.clone();
+    unhappy_or_refunded.insert(2, PartiallyRefunded);
     vec![
         RawStage {
             name: "shipment".into(),
@@ -56,7 +60,7 @@ pub(super) fn default_stages() -> Vec<RawStage> {
             opens_after: "7d".into(),
             closes_after: "14d".into(),
             after: Some("follow_up".into()),
-            skip_when: unhappy,
+            skip_when: unhappy_or_refunded,
             on_unknown: OnUnknown::Hold,
             transactional: false,
         },

@@ -1,52 +1,75 @@
 //! CSV split into records in bounded memory, each numbered by the physical
 //! line it starts on.
 
+use std::borrow::Cow;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 
-use super::mapping::{CsvColumns, RowParser};
-use super::{ImportError, OrderRecord, Rejection, MAX_CSV_ROW};
+use super::mapping::{Columns, Target};
+use super::parse::RowParser;
+use super::values::{RowOutcome, RowValues};
+use super::{Assembler, ImportError, Rejection, RowResult, Source, MAX_CSV_ROW};
 
-pub(super) fn csv_rows(
-    file: File,
+/// The orders of a delimited file: the first record is the header, which
+/// is laid out (and may stop the import) before any row is read.
+pub(super) fn rows(
+    reader: BufReader<File>,
+    delimiter: u8,
     parser: RowParser,
     path: String,
-) -> impl Iterator<Item = Result<Result<OrderRecord, Rejection>, ImportError>> {
-    let mut records = CsvRecords::new(BufReader::with_capacity(64 * 1024, file), MAX_CSV_ROW);
-    let mut columns: Option<CsvColumns> = None;
-    let mut failed = false;
+) -> impl Iterator<Item = RowResult> {
+    let source = parser.source;
+    let quoting = !(parser.mapping.unquoted || source.is_some_and(Source::unquoted));
+    let mut assembler: Option<Assembler> = None;
+    let mut parser = Some(parser);
+    let mut records = CsvRecords::with_format(reader, MAX_CSV_ROW, delimiter, quoting);
+    let mut columns: Option<Columns> = None;
+    let mut done = false;
     std::iter::from_fn(move || loop {
-        if failed {
+        if let Some(row) = assembler.as_mut().and_then(Assembler::pop) {
+            return Some(row);
+        }
+        if done {
             return None;
         }
         let next = match records.next_record() {
             Ok(Some(next)) => next,
-            Ok(None) => return None,
+            Ok(None) => {
+                done = true;
+                if let Some(a) = assembler.as_mut() {
+                    a.finish();
+                }
+                continue;
+            }
             Err(e) => {
-                failed = true;
+                done = true;
                 return Some(Err(ImportError::Read {
                     path: path.clone(),
                     message: e.to_string(),
                 }));
             }
         };
-        let Some(columns) = &columns else {
+        let (Some(columns), Some(assembler)) = (&columns, assembler.as_mut()) else {
             // The first record is the header.
-            match csv_header(next) {
-                Ok(header) => {
-                    columns = Some(parser.csv_columns(&header));
+            let laid_out = csv_header(next)
+                .map_err(|message| ImportError::Read {
+                    path: path.clone(),
+                    message,
+                })
+                .and_then(|header| layout(&header, source, parser.as_mut()));
+            match laid_out {
+                Ok(laid) => {
+                    columns = Some(laid);
+                    assembler = parser.take().map(Assembler::new);
                     continue;
                 }
-                Err(message) => {
-                    failed = true;
-                    return Some(Err(ImportError::Read {
-                        path: path.clone(),
-                        message,
-                    }));
+                Err(e) => {
+                    done = true;
+                    return Some(Err(e));
                 }
             }
         };
-        return Some(Ok(match next {
+        let row = match next {
             CsvRecord::TooLong { line } => Err(Rejection {
                 line,
                 reason: CsvRowError::TooLong { limit: MAX_CSV_ROW }.to_string(),
@@ -61,9 +84,63 @@ pub(super) fn csv_rows(
                     .to_string(),
                 })
             }
-            CsvRecord::Fields { line, record } => parser.parse_csv_record(columns, record, line),
-        }));
+            CsvRecord::Fields { line, record } => row_values(columns, record, line),
+        };
+        assembler.push(row);
     })
+}
+
+/// Lays out `header`: by the source's own mapping for its header, or by
+/// the parser's mapping. Installs the mapping in the parser.
+fn layout(
+    header: &[String],
+    source: Option<Source>,
+    parser: Option<&mut RowParser>,
+) -> Result<Columns, ImportError> {
+    let parser = parser.expect("the header is laid out once");
+    let status: &[&str] = match source {
+        Some(source) => {
+            source.check_header(header)?;
+            parser.mapping = source.mapping(Some(header));
+            source.status_columns()
+        }
+        None => &[],
+    };
+    Columns::new(header, &parser.mapping, status)
+}
+
+/// One record's values, borrowed from the record.
+fn row_values<'a>(columns: &Columns, record: CsvFields<'a>, line: u64) -> RowOutcome<'a> {
+    let mut cells: Vec<&'a str> = Vec::with_capacity(record.len());
+    for (name, raw) in columns.names.iter().zip(record.iter()) {
+        let value = std::str::from_utf8(raw).map_err(|_| Rejection {
+            line,
+            reason: format!("field '{name}' is not valid UTF-8"),
+        })?;
+        cells.push(value);
+    }
+    let mut values = RowValues {
+        line,
+        ..RowValues::default()
+    };
+    for ((name, target), value) in columns.names.iter().zip(&columns.targets).zip(&cells) {
+        match target {
+            // A later column of the same name wins, as it always has.
+            Target::Field(slot) => values.fields[*slot] = Cow::Borrowed(value),
+            Target::Extra if !value.is_empty() => {
+                values.extra.insert(name.clone(), value.to_string());
+            }
+            Target::Extra | Target::Dropped => {}
+        }
+    }
+    values.status_cells = columns
+        .status
+        .iter()
+        .map(|c| Cow::Borrowed(c.map_or("", |c| cells[c])))
+        .collect();
+    values.take_item();
+    let key = columns.group.map(|g| cells[g].trim().to_string());
+    Ok((key, values))
 }
 
 /// The column names of a CSV header record, or why the file cannot be read.
@@ -174,10 +251,20 @@ struct CsvRecords<R> {
 const CSV_OUTPUT_START: usize = 4 * 1024;
 
 impl<R: BufRead> CsvRecords<R> {
+    #[cfg(test)]
     fn new(reader: R, limit: usize) -> Self {
+        Self::with_format(reader, limit, b',', true)
+    }
+
+    /// A reader of fields separated by `delimiter`, with `"` quoting them
+    /// or (without `quoting`) as part of the value.
+    fn with_format(reader: R, limit: usize, delimiter: u8, quoting: bool) -> Self {
         Self {
             reader,
-            parser: csv_core::Reader::new(),
+            parser: csv_core::ReaderBuilder::new()
+                .delimiter(delimiter)
+                .quoting(quoting)
+                .build(),
             limit,
             line: 1,
             started: false,

@@ -1,275 +1,286 @@
-//! From one row's named values to an order: column names mapped onto the
-//! canonical fields, each field parsed, the rest kept as `order.extra`.
+//! How a file's columns (or a JSON object's keys and paths) become order
+//! fields: the fields an import knows, a mapping from them to the file's
+//! names, and where each column of a header goes.
 
-use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
-use chrono_tz::Tz;
+use crate::config::ColumnMapping;
+use crate::order::OrderStatus;
 
-use crate::config::{ColumnMapping, CANONICAL_FIELDS};
-use crate::order::{
-    check_dates, parse_flag, parse_instant, parse_time_zone, parse_url, BuyerEmail, FieldError,
-    Line, Order, OrderKey, OrderStatus,
-};
+use super::ImportError;
 
-use super::delimited::CsvFields;
-use super::{OrderRecord, Rejection};
+/// The fields an import reads a row into, each in a fixed slot. The first
+/// fifteen are the order's own; `ship_country` and `ship_region` give the
+/// buyer's time zone when the order names none; the `item_*` fields make one
+/// line item of the row (JSON paths through an array make one a element).
+pub const FIELDS: [&str; 21] = [
+    "order_id",
+    "marketplace",
+    "buyer_email",
+    "buyer_name",
+    "product_name",
+    "locale",
+    "time_zone",
+    "shipped_at",
+    "delivered_at",
+    "status",
+    "complaint",
+    "opted_out",
+    "order_url",
+    "tracking_url",
+    "review_url",
+    "ship_country",
+    "ship_region",
+    "item_name",
+    "item_quantity",
+    "item_sku",
+    "item_price",
+];
 
-/// Turns named values into an [`OrderRecord`].
-pub(super) struct RowParser {
-    pub(super) mapping: ColumnMapping,
-    pub(super) default_marketplace: String,
-    pub(super) default_zone: Tz,
-    /// What a relative time such as `-3d` is measured back from.
-    pub(super) imported_at: DateTime<Utc>,
+/// The number of slots a row's values are read into.
+pub const SLOTS: usize = FIELDS.len();
+
+/// The slot of field `name`.
+pub fn slot(name: &str) -> Option<usize> {
+    FIELDS.iter().position(|f| *f == name)
 }
 
-impl RowParser {
-    /// The canonical name of each source column (or its own name, for
-    /// extras), and where each column's values go.
-    pub(super) fn csv_columns(&self, headers: &[String]) -> CsvColumns {
-        let names: Vec<String> = headers.iter().map(|h| self.canonical_name(h)).collect();
-        let targets = names.iter().map(|name| Target::of(name)).collect();
-        CsvColumns { names, targets }
-    }
+/// The slot of a field known to exist.
+pub(super) fn slot_of(name: &str) -> usize {
+    slot(name).unwrap_or_else(|| panic!("'{name}' is an import field"))
+}
 
-    fn canonical_name(&self, column: &str) -> String {
-        if let Some((field, _)) = self
-            .mapping
-            .columns
-            .iter()
-            .find(|(_, c)| c.as_str() == column)
-        {
-            return field.clone();
+/// The item fields, in the order of [`super::values::RawItem`].
+pub(super) const ITEM_FIELDS: [&str; 4] = ["item_name", "item_quantity", "item_sku", "item_price"];
+
+/// A mapping as an import uses it: from a `[mappings.NAME]` table, or one of
+/// the built-in sources.
+#[derive(Debug, Clone, Default)]
+pub struct Mapping {
+    /// Field → the names it may be read from, the first one the file has
+    /// winning (a column header, or a dotted path into a JSON object).
+    pub columns: BTreeMap<String, Vec<String>>,
+    /// Source status value (lower-cased) → status.
+    pub status: BTreeMap<String, OrderStatus>,
+    /// The byte between fields of a delimited file (by the file's type
+    /// unless said: `,` for .csv, tab for .tsv and .txt).
+    pub delimiter: Option<u8>,
+    /// A `"` is part of a value, not a quote (Amazon's flat files).
+    pub unquoted: bool,
+    /// chrono formats tried, in order, after RFC 3339 and `YYYY-MM-DD`. A
+    /// format without an offset reads the time in the buyer's zone (or in
+    /// UTC with `naive_utc`).
+    pub date_formats: Vec<String>,
+    /// Times without an offset are UTC (WooCommerce's `*_gmt` fields).
+    pub naive_utc: bool,
+    /// The column whose equal values on adjacent rows make one order.
+    pub group_by: Option<String>,
+    /// Only these columns travel along as `order.extra` (all when `None`).
+    pub extras: Option<Vec<String>>,
+}
+
+impl Mapping {
+    /// The mapping of a `[mappings.NAME]` table.
+    pub fn from_config(config: &ColumnMapping) -> Self {
+        Self {
+            columns: config.columns.clone(),
+            status: config.status.clone(),
+            delimiter: config.delimiter,
+            date_formats: config.date_formats.clone(),
+            group_by: config.group_by.clone(),
+            ..Self::default()
         }
-        column.to_string()
     }
 
-    pub(super) fn parse_csv_record(
-        &self,
-        columns: &CsvColumns,
-        record: CsvFields<'_>,
-        line: u64,
-    ) -> Result<OrderRecord, Rejection> {
-        // Values are borrowed from the record; only extras are copied.
-        let mut values = RowValues::default();
-        for ((name, target), raw) in columns
-            .names
-            .iter()
-            .zip(&columns.targets)
-            .zip(record.iter())
-        {
-            let value = std::str::from_utf8(raw).map_err(|_| Rejection {
-                line,
-                reason: format!("field '{name}' is not valid UTF-8"),
-            })?;
-            match target {
-                // A later column of the same name wins, as it always has.
-                Target::Field(slot) => values.fields[*slot] = Cow::Borrowed(value),
-                Target::Extra => {
-                    values.extra.insert(name.clone(), value.to_string());
-                }
-                Target::Dropped => {}
-            }
-        }
-        values.extra.retain(|_, v| !v.is_empty());
-        self.parse(values).map_err(|e| Rejection {
-            line,
-            reason: e.to_string(),
-        })
-    }
-
-    pub(super) fn parse_json_line(&self, text: &str, line: u64) -> Result<OrderRecord, Rejection> {
-        let reject = |reason: String| Rejection { line, reason };
-        let object: serde_json::Map<String, serde_json::Value> =
-            serde_json::from_str(text).map_err(|e| reject(format!("invalid JSON: {e}")))?;
-        let mut values = HashMap::with_capacity(object.len());
-        for (key, value) in object {
-            if key == "extra" {
-                let serde_json::Value::Object(extra) = value else {
-                    return Err(reject("'extra' must be an object".into()));
-                };
-                for (k, v) in extra {
-                    values.insert(k, json_text(v));
-                }
-                continue;
-            }
-            values.insert(self.canonical_name(&key), json_text(value));
-        }
-        self.parse(RowValues::from_map(values))
-            .map_err(|e| reject(e.to_string()))
-    }
-
-    fn parse(&self, values: RowValues<'_>) -> Result<OrderRecord, FieldError> {
-        let RowValues { mut fields, extra } = values;
-        let mut take = |name: &str| {
-            let slot = field_slot(name).expect("a canonical field");
-            std::mem::take(&mut fields[slot])
-        };
-        let order_id = Line::parse("order_id", &take("order_id"))?;
-        let marketplace = Line::parse_optional("marketplace", &take("marketplace"))?
-            .map(Ok)
-            .unwrap_or_else(|| Line::parse("marketplace", &self.default_marketplace))?;
-        let buyer_email = BuyerEmail::parse(&take("buyer_email"))?;
-        buyer_email.check_deliverable()?;
-        let buyer_name = Line::parse_optional("buyer_name", &take("buyer_name"))?;
-        let product_name = Line::parse("product_name", &take("product_name"))?;
-        let locale = Line::parse_optional("locale", &take("locale"))?;
-        let zone_text = take("time_zone");
-        let time_zone = if zone_text.trim().is_empty() {
-            None
-        } else {
-            Some(parse_time_zone(&zone_text)?)
-        };
-        let zone = time_zone.unwrap_or(self.default_zone);
-        let imported_at = self.imported_at;
-        let instant = |field: &'static str, text: Cow<'_, str>| -> Result<_, FieldError> {
-            let text = text.trim();
-            if text.is_empty() {
-                Ok(None)
-            } else if let Some(ago) = text.strip_prefix('-') {
-                // "-3d": that long before the import. Real exports never
-                // say this; demos and tests use it to stay current.
-                let ago = humantime::parse_duration(ago.trim())
-                    .ok()
-                    .and_then(|d| chrono::Duration::from_std(d).ok())
-                    .ok_or_else(|| FieldError::Time {
-                        field,
-                        value: text.to_string(),
-                    })?;
-                imported_at
-                    .checked_sub_signed(ago)
-                    .map(Some)
-                    .ok_or_else(|| FieldError::Time {
-                        field,
-                        value: text.to_string(),
-                    })
-            } else {
-                parse_instant(field, text, zone).map(Some)
-            }
-        };
-        let shipped_at = instant("shipped_at", take("shipped_at"))?;
-        let delivered_at = instant("delivered_at", take("delivered_at"))?;
-        check_dates(shipped_at, delivered_at)?;
-        let status_text = take("status");
-        let status_given = !status_text.trim().is_empty();
-        let status = if status_given {
-            match self.mapping.status.get(&status_text.trim().to_lowercase()) {
-                Some(s) => *s,
-                None => status_text.parse::<OrderStatus>()?,
-            }
-        } else {
-            OrderStatus::inferred(shipped_at.is_some(), delivered_at.is_some())
-        };
-        let complaint_text = take("complaint");
-        let complaint_given = !complaint_text.trim().is_empty();
-        let complaint = parse_flag("complaint", &complaint_text)?;
-        let opted_out = parse_flag("opted_out", &take("opted_out"))?;
-        let order_url = parse_url("order_url", &take("order_url"))?;
-        let tracking_url = parse_url("tracking_url", &take("tracking_url"))?;
-        let review_url = parse_url("review_url", &take("review_url"))?;
-        Ok(OrderRecord {
-            order: Order {
-                key: OrderKey {
-                    marketplace,
-                    order_id,
-                },
-                buyer_email,
-                buyer_name,
-                product_name,
-                locale,
-                time_zone,
-                shipped_at,
-                delivered_at,
-                status,
-                complaint,
-                opted_out,
-                order_url,
-                tracking_url,
-                review_url,
-                extra,
-            },
-            status_given,
-            complaint_given,
-        })
+    /// The names field `name` may be read from.
+    pub fn names_of(&self, field: &str) -> Option<&[String]> {
+        self.columns.get(field).map(Vec::as_slice)
     }
 }
 
-/// The canonical fields a row's values are read into (every one but
-/// `extra`, which is not a column), in the order of [`CANONICAL_FIELDS`].
-const ROW_FIELDS: usize = CANONICAL_FIELDS.len() - 1;
-
-/// The slot of canonical field `name` in [`RowValues::fields`].
-fn field_slot(name: &str) -> Option<usize> {
-    CANONICAL_FIELDS[..ROW_FIELDS]
-        .iter()
-        .position(|f| *f == name)
-}
-
-/// One row's values: the canonical fields in fixed slots (empty when
-/// absent), and the extras, empty ones left out.
-#[derive(Debug, Default)]
-struct RowValues<'a> {
-    fields: [Cow<'a, str>; ROW_FIELDS],
-    extra: BTreeMap<String, String>,
-}
-
-impl RowValues<'static> {
-    /// Sorts named values into slots and extras. Names that are neither a
-    /// field nor an extra (empty, or `extra` itself) are dropped.
-    fn from_map(values: HashMap<String, String>) -> Self {
-        let mut row = Self::default();
-        for (name, value) in values {
-            match Target::of(&name) {
-                Target::Field(slot) => row.fields[slot] = Cow::Owned(value),
-                Target::Extra if !value.is_empty() => {
-                    row.extra.insert(name, value);
-                }
-                Target::Extra | Target::Dropped => {}
-            }
-        }
-        row
-    }
-}
-
-/// Where the values of a column (or JSON key) go.
+/// Where the values of a column go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
-    /// A canonical field's slot.
+pub(super) enum Target {
+    /// A field's slot.
     Field(usize),
     /// `order.extra`, under the column's name.
     Extra,
-    /// Nowhere: an empty name, or `extra` (not a column).
+    /// Nowhere.
     Dropped,
 }
 
-impl Target {
-    fn of(name: &str) -> Self {
-        if let Some(slot) = field_slot(name) {
-            Self::Field(slot)
-        } else if name.is_empty() || CANONICAL_FIELDS.contains(&name) {
-            Self::Dropped
-        } else {
-            Self::Extra
+/// A delimited file's columns, read from its header.
+#[derive(Debug)]
+pub(super) struct Columns {
+    /// Each column's name as the header wrote it.
+    pub(super) names: Vec<String>,
+    /// Where each column's values go.
+    pub(super) targets: Vec<Target>,
+    /// The column whose values group adjacent rows into one order.
+    pub(super) group: Option<usize>,
+    /// The columns a source reads its status from, in the source's order.
+    pub(super) status: Vec<Option<usize>>,
+}
+
+impl Columns {
+    /// Lays out `header` by `mapping`. Stops the import when a mapped
+    /// column is missing (naming the nearest header names), when no column
+    /// gives the buyer's email, or when the grouping column is missing.
+    pub(super) fn new(
+        header: &[String],
+        mapping: &Mapping,
+        status_columns: &[&str],
+    ) -> Result<Self, ImportError> {
+        let find = |name: &str| header.iter().position(|h| h == name);
+        let mut targets = vec![Target::Extra; header.len()];
+        for (i, name) in header.iter().enumerate() {
+            let keep = match &mapping.extras {
+                Some(extras) => extras.iter().any(|e| e == name),
+                None => !name.is_empty() && slot(name).is_none() && name != "extra",
+            };
+            targets[i] = if keep { Target::Extra } else { Target::Dropped };
+            // A canonical header needs no mapping, unless a mapping took
+            // its field elsewhere.
+            if let Some(s) = slot(name) {
+                if !mapping.columns.contains_key(name.as_str()) {
+                    targets[i] = Target::Field(s);
+                }
+            }
         }
+        for (field, names) in &mapping.columns {
+            let Some(s) = slot(field) else { continue };
+            match names.iter().find_map(|n| find(n)) {
+                Some(i) => targets[i] = Target::Field(s),
+                None if mapping.extras.is_some() => {} // a source's optional column
+                None => {
+                    return Err(ImportError::MissingColumn {
+                        field: field.clone(),
+                        column: names.join("' or '"),
+                        nearest: nearest(&names[0], header),
+                    })
+                }
+            }
+        }
+        if !targets.contains(&Target::Field(slot_of("buyer_email"))) {
+            return Err(ImportError::NoEmail {
+                wanted: mapping
+                    .names_of("buyer_email")
+                    .map(|n| n.join("' or '"))
+                    .unwrap_or_else(|| "buyer_email".into()),
+                nearest: nearest("email", header),
+            });
+        }
+        let group = match &mapping.group_by {
+            Some(name) => Some(find(name).ok_or_else(|| ImportError::MissingColumn {
+                field: "group_by".into(),
+                column: name.clone(),
+                nearest: nearest(name, header),
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            names: header.to_vec(),
+            targets,
+            group,
+            status: status_columns.iter().map(|c| find(c)).collect(),
+        })
     }
 }
 
-/// A CSV file's columns, read from its header.
-#[derive(Debug)]
-pub(super) struct CsvColumns {
-    /// Each column's canonical name (or its own, for extras).
-    pub(super) names: Vec<String>,
-    /// Where each column's values go.
-    targets: Vec<Target>,
+/// Up to three header names closest to `wanted` (case and spacing aside),
+/// closest first: what a person most likely meant.
+pub(super) fn nearest(wanted: &str, header: &[String]) -> Vec<String> {
+    let norm = |s: &str| -> Vec<char> {
+        s.chars()
+            .filter(|c| c.is_alphanumeric())
+            .flat_map(char::to_lowercase)
+            .collect()
+    };
+    let want = norm(wanted);
+    let mut scored: Vec<(usize, &String)> = header
+        .iter()
+        .filter(|h| !h.is_empty())
+        .map(|h| {
+            let have = norm(h);
+            let mut score = distance(&want, &have);
+            // A name that contains the wanted one (`Email` in `Buyer Email`)
+            // is as good as a typo away.
+            if !want.is_empty() && have.windows(want.len()).any(|w| w == want.as_slice()) {
+                score = score.min(1);
+            }
+            (score, h)
+        })
+        .filter(|(score, _)| *score <= want.len().max(3) / 2 + 1)
+        .collect();
+    scored.sort();
+    scored.into_iter().take(3).map(|(_, h)| h.clone()).collect()
 }
 
-/// A JSON value as the text a CSV cell would hold.
-fn json_text(value: serde_json::Value) -> String {
-    match value {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) => s,
-        other => other.to_string(),
+/// Levenshtein distance.
+fn distance(a: &[char], b: &[char]) -> usize {
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.iter().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let above = row[j + 1];
+            row[j + 1] = (diagonal + usize::from(ca != cb))
+                .min(above + 1)
+                .min(row[j] + 1);
+            diagonal = above;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header(names: &[&str]) -> Vec<String> {
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn a_typo_in_a_mapped_column_stops_the_import_naming_the_nearest() {
+        let h = header(&["Name", "Email", "Fulfilled at", "Paid at", "Lineitem name"]);
+        let mut mapping = Mapping::default();
+        mapping
+            .columns
+            .insert("order_id".into(), vec!["Name".into()]);
+        mapping
+            .columns
+            .insert("buyer_email".into(), vec!["Email".into()]);
+        mapping
+            .columns
+            .insert("shipped_at".into(), vec!["Fulfilled At ".into()]);
+        let err = Columns::new(&h, &mapping, &[]).unwrap_err().to_string();
+        assert!(err.contains("'Fulfilled At '"), "{err}");
+        assert!(err.contains("nearest: 'Fulfilled at'"), "{err}");
+    }
+
+    #[test]
+    fn a_header_without_an_email_stops_the_import() {
+        let h = header(&["order_id", "product_name", "Buyer E-Mail"]);
+        let err = Columns::new(&h, &Mapping::default(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("no column gives the buyer's email"), "{err}");
+        assert!(err.contains("'Buyer E-Mail'"), "{err}");
+    }
+
+    #[test]
+    fn canonical_headers_need_no_mapping() {
+        let h = header(&["order_id", "buyer_email", "Gift note", ""]);
+        let columns = Columns::new(&h, &Mapping::default(), &[]).unwrap();
+        assert_eq!(
+            columns.targets,
+            [
+                Target::Field(0),
+                Target::Field(2),
+                Target::Extra,
+                Target::Dropped
+            ]
+        );
     }
 }

@@ -959,10 +959,16 @@ fn decode_order(row: &AnyRow) -> Result<Order, StoreError> {
         key,
         buyer_email,
         product_name,
+        time_zone_source: if time_zone.is_some() {
+            crate::order::ZoneSource::Order
+        } else {
+            crate::order::ZoneSource::Default
+        },
         time_zone,
         shipped_at,
         delivered_at,
         status,
+        items: Vec::new(),
         extra,
     })
 }

@@ -510,18 +510,20 @@ fn case(extreme: bool) -> impl Strategy<Value = Case> {
         )
 }
 
-const SKIPS: [SkipCondition; 5] = [
+const SKIPS: [SkipCondition; 6] = [
     SkipCondition::Returned,
+    SkipCondition::PartiallyRefunded,
     SkipCondition::Refunded,
     SkipCondition::Cancelled,
     SkipCondition::Complaint,
     SkipCondition::OptedOut,
 ];
-const STATUSES: [OrderStatus; 6] = [
+const STATUSES: [OrderStatus; 7] = [
     OrderStatus::Pending,
     OrderStatus::Shipped,
     OrderStatus::Delivered,
     OrderStatus::Returned,
+    OrderStatus::PartiallyRefunded,
     OrderStatus::Refunded,
     OrderStatus::Cancelled,
 ];
@@ -529,6 +531,7 @@ const STATUSES: [OrderStatus; 6] = [
 fn applies(c: SkipCondition, order: &followupd::order::Order) -> bool {
     match c {
         SkipCondition::Returned => order.status == OrderStatus::Returned,
+        SkipCondition::PartiallyRefunded => order.status == OrderStatus::PartiallyRefunded,
         SkipCondition::Refunded => order.status == OrderStatus::Refunded,
         SkipCondition::Cancelled => order.status == OrderStatus::Cancelled,
         SkipCondition::Complaint => order.complaint,

@@ -402,6 +402,11 @@ impl ShopifyOrder {
                 buyer_name,
                 product_name,
                 locale,
+                time_zone_source: if time_zone.is_some() {
+                    crate::order::ZoneSource::Order
+                } else {
+                    crate::order::ZoneSource::Default
+                },
                 time_zone,
                 shipped_at,
                 delivered_at,
@@ -411,6 +416,7 @@ impl ShopifyOrder {
                 order_url,
                 tracking_url,
                 review_url: None,
+                items: Vec::new(),
                 extra,
             },
             status_given: given.is_some(),

@@ -237,6 +237,11 @@ impl WooOrder {
                 buyer_name,
                 product_name,
                 locale: None,
+                time_zone_source: if time_zone.is_some() {
+                    crate::order::ZoneSource::Order
+                } else {
+                    crate::order::ZoneSource::Default
+                },
                 time_zone,
                 shipped_at,
                 delivered_at: None,
@@ -246,6 +251,7 @@ impl WooOrder {
                 order_url: None,
                 tracking_url,
                 review_url: None,
+                items: Vec::new(),
                 extra,
             },
             status_given: given.is_some(),
