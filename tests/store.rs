@@ -11,7 +11,9 @@ use common::Env;
 use followupd::config::Config;
 use followupd::order::OrderKey;
 use followupd::schedule::StageState;
-use followupd::store::{Claim, NewLogEntry, NewMessage, StageUpdate, Store, StoreError};
+use followupd::store::{
+    Claim, Finish, NewLogEntry, NewMessage, Reporter, StageUpdate, Store, StoreError,
+};
 
 /// An installation with `n` imported orders (O0, O1, …), and the store
 /// opened on its database.
@@ -113,6 +115,27 @@ fn skip_follow_up(reason: &str) -> StageUpdate {
         attempts: 0,
         reason: Some(reason.into()),
         message_id: None,
+    }
+}
+
+/// An outcome fenced by the claim `(owner, token)`.
+fn finish(
+    key: &OrderKey,
+    owner: &str,
+    token: i64,
+    update: StageUpdate,
+    entry: NewLogEntry,
+    by: Reporter,
+    at: DateTime<Utc>,
+) -> Finish {
+    Finish {
+        key: key.clone(),
+        owner: owner.to_string(),
+        token,
+        update,
+        entry,
+        by,
+        at,
     }
 }
 
@@ -233,12 +256,12 @@ on_both_backends! {
             .collect();
         let (right, stale_logged, stale_unlogged) = runtime.block_on(async {
             tokio::join!(
-                store.finish_with_log(&keys[0], "me", tokens[0], outcome("shipment", StageState::Sent, "sent"),
-                    log_entry(StageState::Sent, "first"), false, now),
-                store.finish_with_log(&keys[1], "me", tokens[1] + 1, outcome("shipment", StageState::Sent, "sent"),
-                    log_entry(StageState::Sent, "second"), true, now),
-                store.finish_with_log(&keys[2], "someone else", tokens[2], outcome("shipment", StageState::Unknown, "x"),
-                    log_entry(StageState::Unknown, "third"), false, now),
+                store.finish_with_log(finish(&keys[0], "me", tokens[0], outcome("shipment", StageState::Sent, "sent"),
+                    log_entry(StageState::Sent, "first"), Reporter::Settler, now)),
+                store.finish_with_log(finish(&keys[1], "me", tokens[1] + 1, outcome("shipment", StageState::Sent, "sent"),
+                    log_entry(StageState::Sent, "second"), Reporter::Sender, now)),
+                store.finish_with_log(finish(&keys[2], "someone else", tokens[2], outcome("shipment", StageState::Unknown, "x"),
+                    log_entry(StageState::Unknown, "third"), Reporter::Settler, now)),
             )
         });
         assert!(right.unwrap(), "the holder's outcome is recorded");

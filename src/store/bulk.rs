@@ -20,7 +20,9 @@ use std::sync::{Mutex, PoisonError};
 use sqlx::{AnyConnection, Connection, Row};
 
 use super::checkpoint::{CommitSignal, WRITER_LIMIT_PAGES};
-use super::writer::{bind_param, open_sqlite, Param};
+use super::pool::Noted;
+use super::sqlite::open_sqlite;
+use super::writer::{bind_param, Param};
 use super::{placeholder, placeholders, Backend, StoreError};
 use crate::import::OrderRecord;
 
@@ -176,8 +178,8 @@ pub(super) async fn upsert_on_connection(
 ) -> Result<(u64, u64), StoreError> {
     // The write lock at once, as in `Store::begin_write`.
     let mut tx = match backend {
-        Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await?,
-        Backend::Postgres => conn.begin().await?,
+        Backend::Sqlite => conn.begin_with("BEGIN IMMEDIATE").await.noted()?,
+        Backend::Postgres => conn.begin().await.noted()?,
     };
     let mut tally = Tally::default();
     for chunk in chunks_without_repeats(records, ROWS_PER_STATEMENT) {
@@ -189,7 +191,7 @@ pub(super) async fn upsert_on_connection(
                 query = bind_param(query, param);
             }
         }
-        for row in query.fetch_all(&mut *tx).await? {
+        for row in query.fetch_all(&mut *tx).await.noted()? {
             tally.count(row.try_get(0)?);
         }
 
@@ -203,9 +205,9 @@ pub(super) async fn upsert_on_connection(
         for stage in stages {
             query = query.bind(stage.as_str());
         }
-        query.execute(&mut *tx).await?;
+        query.execute(&mut *tx).await.noted()?;
     }
-    tx.commit().await?;
+    tx.commit().await.noted()?;
     Ok(tally.totals())
 }
 

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::time::Duration;
 
-use super::writer::open_sqlite;
+use super::sqlite::open_sqlite;
 
 /// Log pages at which a writing connection checkpoints itself (SQLite's
 /// default is 1,000): 16 MB of log at 4 KB pages.

@@ -7,28 +7,25 @@
 //! SQLite; see [`placeholder`]). Rows read back are parsed into domain types
 //! again, so a hand-edited database cannot hand the scheduler an invalid
 //! order. The writes of the send path go through a group commit
-//! (`writer.rs`).
+//! (`writer/`); SQLite files are opened in `sqlite.rs`, the pool in
+//! `pool.rs`.
 
-use std::collections::BTreeMap;
-use std::str::FromStr;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use futures_util::TryStreamExt;
-use sqlx::any::{AnyPoolOptions, AnyRow};
-use sqlx::{Any, AnyPool, Connection, Executor, Row, Transaction};
+use sqlx::{Any, AnyPool, Row, Transaction};
 
 use crate::import::OrderRecord;
-use crate::message::Outgoing;
-use crate::order::{
-    check_dates, parse_time_zone, parse_url, BuyerEmail, FieldError, Line, Order, OrderKey,
-    OrderStatus,
-};
-use crate::schedule::StageState;
+use crate::order::{Order, OrderKey};
 
 mod bulk;
 mod checkpoint;
+mod decode;
+mod log;
+mod pool;
+mod records;
+mod sqlite;
 mod suppressions;
 mod webhooks;
 mod writer;
@@ -37,8 +34,17 @@ pub use suppressions::{EventKind, NewEvent};
 
 use bulk::SqliteImport;
 use checkpoint::Checkpointer;
+use decode::{decode_order, decode_stage, group_by_order, key_from_parts};
+use decode::{ORDER_COLUMNS, STAGE_COLUMNS};
+use pool::Noted;
+pub use records::{
+    Claim, DueOrder, Finish, LogEntry, LogQuery, NewLogEntry, NewMessage, Reporter, StageRow,
+    StageUpdate, StatusSummary, StoredMessage,
+};
+pub use sqlite::SQLITE_LOG_LIMIT_BYTES;
+use sqlite::{create_sqlite_parent, sqlite_file};
 pub use webhooks::{Applied, Change, ChangeWriter, Delivery, LineCount, OrderChange};
-use writer::{ClaimWrite, Done, FinishWrite, UpdateWrite, Write, Writer};
+use writer::{ClaimWrite, Done, UpdateWrite, Write, Writer};
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -84,241 +90,20 @@ pub fn from_secs(secs: i64) -> DateTime<Utc> {
         .unwrap_or(DateTime::<Utc>::MIN_UTC)
 }
 
-/// The stored state of one stage.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StageRow {
-    pub stage: String,
-    pub state: StageState,
-    pub next_check_at: Option<DateTime<Utc>>,
-    pub retry_at: Option<DateTime<Utc>>,
-    pub attempts: i64,
-    pub reason: Option<String>,
-    pub message_id: Option<String>,
-    pub updated_at: DateTime<Utc>,
-    /// Who holds the stage while it is `sending`.
-    pub claim_owner: Option<String>,
-    /// Incremented by every claim; fences late writes.
-    pub claim_token: i64,
-    pub lease_until: Option<DateTime<Utc>>,
-}
-
-/// A change to a stage row, applied only if the row is still in
-/// `expected` state.
-#[derive(Debug, Clone)]
-pub struct StageUpdate {
-    pub stage: String,
-    pub expected: StageState,
-    pub state: StageState,
-    pub next_check_at: Option<DateTime<Utc>>,
-    pub retry_at: Option<DateTime<Utc>>,
-    pub attempts: i64,
-    pub reason: Option<String>,
-    pub message_id: Option<String>,
-}
-
-/// A claim on a stage about to be sent.
-#[derive(Debug, Clone)]
-pub struct Claim {
-    pub stage: String,
-    pub expected: StageState,
-    pub owner: String,
-    pub lease_until: DateTime<Utc>,
-    pub attempts: i64,
-    pub reason: String,
-    pub message_id: String,
-}
-
-/// The exact bytes of a message about to be handed to a transport, kept
-/// with its claim.
-#[derive(Debug, Clone)]
-pub struct NewMessage {
-    pub message_id: String,
-    pub recipient: String,
-    pub subject: String,
-    pub raw: Vec<u8>,
-}
-
-impl From<&Outgoing> for NewMessage {
-    fn from(message: &Outgoing) -> Self {
-        Self {
-            message_id: message.message_id.clone(),
-            recipient: message.to.to_string(),
-            subject: message.subject.clone(),
-            raw: message.raw.clone(),
-        }
-    }
-}
-
-/// One row of the send log.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct LogEntry {
-    pub id: i64,
-    pub at: DateTime<Utc>,
-    pub order_id: String,
-    pub marketplace: String,
-    pub stage: String,
-    pub to: String,
-    pub status: String,
-    pub attempt: i64,
-    pub smtp_code: Option<i64>,
-    pub smtp_text: Option<String>,
-    pub message_id: Option<String>,
-    pub subject: Option<String>,
-    pub detail: Option<String>,
-    pub duration_ms: Option<i64>,
-    #[serde(skip)]
-    pub message_ref: Option<i64>,
-}
-
-/// A send-log row to write, for the stage whose outcome it goes with.
-#[derive(Debug, Clone)]
-pub struct NewLogEntry {
-    pub at: DateTime<Utc>,
-    pub to: String,
-    pub message_id: Option<String>,
-    pub attempt: i64,
-    pub status: StageState,
-    pub smtp_code: Option<u16>,
-    pub smtp_text: Option<String>,
-    pub detail: Option<String>,
-    pub duration_ms: Option<i64>,
-    pub subject: Option<String>,
-    pub message_ref: Option<i64>,
-}
-
-/// An order with its stages as read from the store (by
-/// [`Store::due_orders`]), or why it could not be read.
-#[derive(Debug)]
-pub struct DueOrder {
-    /// The stored key, as text (it may be what failed to decode).
-    pub marketplace: String,
-    pub order_id: String,
-    /// The order and its stages, or why they could not be read.
-    pub loaded: Result<(Order, Vec<StageRow>), StoreError>,
-}
-
-/// Filters for reading the send log.
-#[derive(Debug, Clone, Default)]
-pub struct LogQuery {
-    pub order_id: Option<String>,
-    pub email: Option<String>,
-    pub stage: Option<String>,
-    pub status: Option<String>,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-    pub limit: i64,
-}
-
-/// The figures behind the daemon's one-line status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct StatusSummary {
-    pub due: i64,
-    pub sent_today: i64,
-    pub retrying: i64,
-    pub blocked: i64,
-}
-
-impl std::fmt::Display for StatusSummary {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "due {}, sent today {}, retrying {}, blocked {}",
-            self.due, self.sent_today, self.retrying, self.blocked
-        )
-    }
-}
-
-/// A stored message.
-#[derive(Debug, Clone)]
-pub struct StoredMessage {
-    pub id: i64,
-    pub raw: Vec<u8>,
-}
-
-const ORDER_COLUMNS: &str = "o.marketplace, o.order_id, o.buyer_email, o.buyer_name, \
-    o.product_name, o.locale, o.time_zone, o.shipped_at, o.delivered_at, o.status, \
-    o.complaint, o.opted_out, o.order_url, o.tracking_url, o.review_url, o.extra";
-
-const STAGE_COLUMNS: &str = "s.stage, s.state, s.next_check_at, s.retry_at, s.attempts, \
-    s.reason, s.message_id, s.updated_at, s.claim_owner, s.claim_token, s.lease_until";
-
-const LOG_COLUMNS: &str = "id, at, order_id, marketplace, stage, recipient, status, attempt, \
-    smtp_code, smtp_text, message_id, subject, detail, duration_ms, message_ref";
-
-static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
-static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
-
 impl From<rusqlite::Error> for StoreError {
     fn from(error: rusqlite::Error) -> Self {
         Self::Sqlite(error)
     }
 }
 
+/// A failed statement on a pool connection goes through [`Noted::noted`]
+/// instead, which also notes when it happened; this is for the rest (reading
+/// a column, the writer's own connection).
 impl From<sqlx::Error> for StoreError {
     fn from(error: sqlx::Error) -> Self {
-        LAST_DATABASE_ERROR.store(Utc::now().timestamp(), Ordering::Relaxed);
         Self::Database(error)
     }
 }
-
-/// When a database statement last failed (Unix seconds; 0: never). While
-/// errors are recent, connections going back to the pool are checked for a
-/// transaction left open (see [`connection_is_clean`]); otherwise that check
-/// would cost a round trip on every release.
-static LAST_DATABASE_ERROR: AtomicI64 = AtomicI64::new(0);
-
-/// How long after a database error released connections are checked.
-const CHECK_CONNECTIONS_AFTER_ERROR_SECS: i64 = 300;
-
-/// Whether a connection going back to the pool is fit to be handed out
-/// again. After an I/O error (a full disk, say) SQLite may leave a
-/// transaction open that neither it nor sqlx's bookkeeping will close: every
-/// later statement on that connection would then run inside it, "succeed",
-/// and never become durable, while holding the write lock against every other
-/// connection. Such a connection is closed instead; the pool opens a fresh one.
-async fn connection_is_clean(conn: &mut sqlx::AnyConnection, backend: Backend) -> bool {
-    if conn.is_in_transaction() {
-        tracing::warn!("closing a database connection returned inside a transaction");
-        return false;
-    }
-    let since_error = Utc::now().timestamp() - LAST_DATABASE_ERROR.load(Ordering::Relaxed);
-    if backend != Backend::Sqlite || since_error > CHECK_CONNECTIONS_AFTER_ERROR_SECS {
-        return true;
-    }
-    // A connection stuck this way makes every other writer fail with "database
-    // is locked", which keeps the error recent until it is found and closed.
-    // ROLLBACK fails ("no transaction is active") on a healthy connection;
-    // if it succeeds, a transaction was still open.
-    match conn.execute("ROLLBACK").await {
-        Ok(_) => {
-            tracing::warn!(
-                "closing a database connection that SQLite had left inside a transaction"
-            );
-            false
-        }
-        Err(_) => true,
-    }
-}
-
-/// The size a SQLite file's write-ahead log is cut back to when it starts
-/// over, if it had grown past it. In normal running the writers'
-/// checkpoint limit keeps the log near 16 MB (`checkpoint.rs`), so this
-/// only cuts the log after a burst, such as a big import while readers kept
-/// the log from starting over; without it the file would keep its largest
-/// size until the last connection closes.
-pub const SQLITE_LOG_LIMIT_BYTES: u64 = 24 * 1024 * 1024;
-
-/// Settings of every SQLite connection. WAL lets readers (plan, logs) work
-/// while the daemon writes; the busy timeout turns brief lock contention
-/// into a wait instead of an error; the journal size limit is
-/// [`SQLITE_LOG_LIMIT_BYTES`].
-const SQLITE_PRAGMAS: [&str; 5] = [
-    "PRAGMA journal_mode = WAL",
-    "PRAGMA busy_timeout = 10000",
-    "PRAGMA synchronous = NORMAL",
-    "PRAGMA foreign_keys = ON",
-    "PRAGMA journal_size_limit = 25165824",
-];
 
 /// The database handle shared by every command and the daemon.
 #[derive(Debug, Clone)]
@@ -344,30 +129,7 @@ impl Store {
         if backend == Backend::Sqlite {
             create_sqlite_parent(url)?;
         }
-        let pool = AnyPoolOptions::new()
-            .max_connections(match backend {
-                Backend::Sqlite => 4,
-                Backend::Postgres => 8,
-            })
-            .after_connect(move |conn, _meta| {
-                Box::pin(async move {
-                    if backend == Backend::Sqlite {
-                        for pragma in SQLITE_PRAGMAS {
-                            sqlx::query(pragma).execute(&mut *conn).await?;
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .after_release(move |conn, _meta| {
-                Box::pin(async move { Ok(connection_is_clean(conn, backend).await) })
-            })
-            .connect(url)
-            .await?;
-        match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
-            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
-        }
+        let pool = pool::open_pool(url, backend).await?;
         let file = sqlite_file(url);
         let checkpointer = file.clone().and_then(Checkpointer::start);
         let sqlite_import = file.clone().map(|path| {
@@ -391,8 +153,8 @@ impl Store {
     /// disk.
     async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await.noted()?,
+            Backend::Postgres => self.pool.begin().await.noted()?,
         })
     }
 
@@ -416,7 +178,7 @@ impl Store {
     ) -> Result<(u64, u64), StoreError> {
         let now = to_secs(now);
         let Some(import) = &self.sqlite_import else {
-            let mut conn = self.pool.acquire().await?;
+            let mut conn = self.pool.acquire().await.noted()?;
             return bulk::upsert_on_connection(&mut conn, self.backend, &records, stages, now)
                 .await;
         };
@@ -440,7 +202,8 @@ impl Store {
         let known: Option<String> =
             sqlx::query_scalar("SELECT value FROM settings WHERE key = 'stages'")
                 .fetch_optional(&self.pool)
-                .await?;
+                .await
+                .noted()?;
         if known.as_deref() == Some(wanted.as_str()) {
             return Ok(());
         }
@@ -454,7 +217,7 @@ impl Store {
             )
             .bind(stage.as_str())
             .execute(&mut *tx)
-            .await?;
+            .await.noted()?;
         }
         sqlx::query(
             "INSERT INTO settings (key, value) VALUES ('stages', $1) \
@@ -462,8 +225,9 @@ impl Store {
         )
         .bind(&wanted)
         .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
+        .await
+        .noted()?;
+        tx.commit().await.noted()?;
         Ok(())
     }
 
@@ -495,7 +259,8 @@ impl Store {
             .bind(to_secs(now))
             .bind(limit)
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .noted()?;
         group_by_order(&rows)
     }
 
@@ -505,7 +270,8 @@ impl Store {
             "SELECT MIN(next_check_at) FROM stages WHERE state IN ('scheduled', 'retrying')",
         )
         .fetch_one(&self.pool)
-        .await?;
+        .await
+        .noted()?;
         Ok(next.map(from_secs))
     }
 
@@ -523,7 +289,8 @@ impl Store {
             .bind(key.marketplace.as_str())
             .bind(key.order_id.as_str())
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .noted()?;
         group_by_order(&rows)?
             .pop()
             .map(|order| order.loaded)
@@ -537,7 +304,8 @@ impl Store {
         )
         .bind(order_id)
         .fetch_all(&self.pool)
-        .await?;
+        .await
+        .noted()?;
         rows.iter()
             .map(|row| key_from_parts(&row.try_get::<String, _>(0)?, &row.try_get::<String, _>(1)?))
             .collect()
@@ -556,7 +324,7 @@ impl Store {
         );
         let mut rows = sqlx::query(&sql).fetch(&self.pool);
         let mut current: Option<(Order, Vec<StageRow>)> = None;
-        while let Some(row) = rows.try_next().await? {
+        while let Some(row) = rows.try_next().await.noted()? {
             let stage = decode_stage(&row, 16)?;
             let marketplace: String = row.try_get(0)?;
             let order_id: String = row.try_get(1)?;
@@ -604,33 +372,13 @@ impl Store {
         }
     }
 
-    /// Writes, fenced by the claim `(owner, token)`, the stage's outcome
-    /// and its send-log row, in one transaction. With `log_if_fenced` the
-    /// row is written even when the claim was taken over (a send that did
-    /// happen); without it (settling someone else's claim) only with the
-    /// outcome. Returns whether the outcome was recorded; false means the
-    /// claim's lease ran out and the new holder's record stands.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn finish_with_log(
-        &self,
-        key: &OrderKey,
-        owner: &str,
-        token: i64,
-        update: StageUpdate,
-        entry: NewLogEntry,
-        log_if_fenced: bool,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError> {
-        let write = Write::Finish(FinishWrite {
-            key: key.clone(),
-            owner: owner.to_string(),
-            token,
-            update,
-            entry,
-            log_if_fenced,
-            at: now,
-        });
-        match self.writer.apply(write).await? {
+    /// Writes, fenced by its claim, the stage's outcome and its send-log
+    /// row, in one transaction (the row also without the outcome if
+    /// [`Reporter::Sender`] says the send did happen). Returns whether the
+    /// outcome was recorded; false means the claim's lease ran out and the
+    /// new holder's record stands.
+    pub async fn finish_with_log(&self, finish: Finish) -> Result<bool, StoreError> {
+        match self.writer.apply(Write::Finish(finish)).await? {
             Done::Finished(recorded) => Ok(recorded),
             other => Err(StoreError::Batch(format!(
                 "an outcome was answered {other:?}"
@@ -650,7 +398,8 @@ impl Store {
         .bind(to_secs(lease_until))
         .bind(owner)
         .execute(&self.pool)
-        .await?;
+        .await
+        .noted()?;
         Ok(result.rows_affected())
     }
 
@@ -660,7 +409,7 @@ impl Store {
         key: &OrderKey,
         stage: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+        sqlx::query_scalar(
             "SELECT status FROM send_log WHERE marketplace = $1 AND order_id = $2 AND stage = $3 \
              ORDER BY id DESC LIMIT 1",
         )
@@ -668,7 +417,8 @@ impl Store {
         .bind(key.order_id.as_str())
         .bind(stage)
         .fetch_optional(&self.pool)
-        .await?)
+        .await
+        .noted()
     }
 
     /// Stages in `sending` whose lease ended before `expired_before` (all
@@ -685,7 +435,8 @@ impl Store {
         let rows = sqlx::query(&sql)
             .bind(expired_before.map(to_secs).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
-            .await?;
+            .await
+            .noted()?;
         rows.iter()
             .map(|row| {
                 let key =
@@ -730,114 +481,6 @@ impl Store {
         Ok(applied)
     }
 
-    /// Reads the send log, newest first.
-    pub async fn logs(&self, q: &LogQuery) -> Result<Vec<LogEntry>, StoreError> {
-        let mut conditions = Vec::new();
-        let mut binds: Vec<Bind> = Vec::new();
-        let mut add = |condition: &str, value: Bind| {
-            binds.push(value);
-            conditions.push(condition.replace('?', &format!("${}", binds.len())));
-        };
-        if let Some(v) = &q.order_id {
-            add("order_id = ?", Bind::Text(v.clone()));
-        }
-        if let Some(v) = &q.email {
-            add("LOWER(recipient) = LOWER(?)", Bind::Text(v.clone()));
-        }
-        if let Some(v) = &q.stage {
-            add("stage = ?", Bind::Text(v.clone()));
-        }
-        if let Some(v) = &q.status {
-            add("status = ?", Bind::Text(v.clone()));
-        }
-        if let Some(v) = q.since {
-            add("at >= ?", Bind::Int(to_secs(v)));
-        }
-        if let Some(v) = q.until {
-            add("at < ?", Bind::Int(to_secs(v)));
-        }
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!("WHERE {}", conditions.join(" AND "))
-        };
-        let sql = format!(
-            "SELECT {LOG_COLUMNS} FROM send_log {filter} ORDER BY id DESC LIMIT {}",
-            q.limit.max(1)
-        );
-        let mut query = sqlx::query(&sql);
-        for b in binds {
-            query = match b {
-                Bind::Text(s) => query.bind(s),
-                Bind::Int(i) => query.bind(i),
-            };
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter().map(decode_log).collect()
-    }
-
-    /// One send-log row by id.
-    pub async fn log_entry(&self, id: i64) -> Result<Option<LogEntry>, StoreError> {
-        let sql = format!("SELECT {LOG_COLUMNS} FROM send_log WHERE id = $1");
-        let row = sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(decode_log).transpose()
-    }
-
-    /// A stored message by id.
-    pub async fn message(&self, id: i64) -> Result<Option<StoredMessage>, StoreError> {
-        let row = sqlx::query("SELECT id, raw FROM messages WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|r| {
-            Ok(StoredMessage {
-                id: r.try_get(0)?,
-                raw: r.try_get(1)?,
-            })
-        })
-        .transpose()
-    }
-
-    /// How many stages are in each state.
-    pub async fn state_counts(&self) -> Result<BTreeMap<String, i64>, StoreError> {
-        let rows = sqlx::query("SELECT state, COUNT(*) FROM stages GROUP BY state")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|r| Ok((r.try_get::<String, _>(0)?, r.try_get::<i64, _>(1)?)))
-            .collect()
-    }
-
-    /// The figures for the service status line: stages due now, messages
-    /// sent since `since`, stages retrying, stages blocked.
-    pub async fn status_summary(
-        &self,
-        now: DateTime<Utc>,
-        since: DateTime<Utc>,
-    ) -> Result<StatusSummary, StoreError> {
-        let due: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM stages WHERE state IN ('scheduled', 'retrying') AND next_check_at <= $1",
-        )
-        .bind(to_secs(now))
-        .fetch_one(&self.pool)
-        .await?;
-        let sent: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM send_log WHERE status = 'sent' AND at >= $1")
-                .bind(to_secs(since))
-                .fetch_one(&self.pool)
-                .await?;
-        let counts = self.state_counts().await?;
-        Ok(StatusSummary {
-            due,
-            sent_today: sent,
-            retrying: counts.get("retrying").copied().unwrap_or(0),
-            blocked: counts.get("blocked").copied().unwrap_or(0),
-        })
-    }
-
     /// Commits what is queued, then closes every connection.
     pub async fn close(&self) {
         // First: the writer stops the checkpoint thread, which waits for
@@ -850,11 +493,6 @@ impl Store {
         self.writer.close().await;
         self.pool.close().await;
     }
-}
-
-enum Bind {
-    Text(String),
-    Int(i64),
 }
 
 /// The placeholder for parameter `i` (1-based). Bulk statements number
@@ -876,193 +514,9 @@ fn placeholders(backend: Backend, first: usize, count: usize) -> String {
         .join(", ")
 }
 
-/// The file behind a SQLite URL; `None` for an in-memory database or
-/// another kind of URL.
-fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or("");
-    if path.is_empty() || path == ":memory:" {
-        return None;
-    }
-    Some(std::path::PathBuf::from(path))
-}
-
-fn create_sqlite_parent(url: &str) -> Result<(), StoreError> {
-    let Some(path) = sqlite_file(url) else {
-        return Ok(());
-    };
-    if let Some(parent) = path.parent() {
-        if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent).map_err(|source| StoreError::CreateDir {
-                path: parent.display().to_string(),
-                source,
-            })?;
-        }
-    }
-    Ok(())
-}
-
-fn key_from_parts(marketplace: &str, order_id: &str) -> Result<OrderKey, StoreError> {
-    let corrupt = |e: FieldError| StoreError::Corrupt {
-        key: format!("{marketplace}/{order_id}"),
-        message: e.to_string(),
-    };
-    Ok(OrderKey {
-        marketplace: Line::parse("marketplace", marketplace).map_err(corrupt)?,
-        order_id: Line::parse("order_id", order_id).map_err(corrupt)?,
-    })
-}
-
-fn decode_order(row: &AnyRow) -> Result<Order, StoreError> {
-    let marketplace: String = row.try_get(0)?;
-    let order_id: String = row.try_get(1)?;
-    let key = key_from_parts(&marketplace, &order_id)?;
-    let corrupt = |message: String| StoreError::Corrupt {
-        key: key.to_string(),
-        message,
-    };
-    let text = |i: usize| -> Result<Option<String>, StoreError> { Ok(row.try_get(i)?) };
-    let optional_line = |field: &'static str, i: usize| -> Result<Option<Line>, StoreError> {
-        match text(i)? {
-            Some(v) => Line::parse_optional(field, &v).map_err(|e| corrupt(e.to_string())),
-            None => Ok(None),
-        }
-    };
-    let url = |field: &'static str, i: usize| -> Result<Option<Line>, StoreError> {
-        parse_url(field, &text(i)?.unwrap_or_default()).map_err(|e| corrupt(e.to_string()))
-    };
-    let buyer_email =
-        BuyerEmail::parse(&row.try_get::<String, _>(2)?).map_err(|e| corrupt(e.to_string()))?;
-    let product_name = Line::parse("product_name", &row.try_get::<String, _>(4)?)
-        .map_err(|e| corrupt(e.to_string()))?;
-    let time_zone = text(6)?
-        .map(|z| parse_time_zone(&z))
-        .transpose()
-        .map_err(|e| corrupt(e.to_string()))?;
-    let shipped_at = row.try_get::<Option<i64>, _>(7)?.map(from_secs);
-    let delivered_at = row.try_get::<Option<i64>, _>(8)?.map(from_secs);
-    check_dates(shipped_at, delivered_at).map_err(|e| corrupt(e.to_string()))?;
-    let status =
-        OrderStatus::from_str(&row.try_get::<String, _>(9)?).map_err(|e| corrupt(e.to_string()))?;
-    let extra: BTreeMap<String, String> = serde_json::from_str(&row.try_get::<String, _>(15)?)
-        .map_err(|e| corrupt(format!("extra: {e}")))?;
-    Ok(Order {
-        buyer_name: optional_line("buyer_name", 3)?,
-        locale: optional_line("locale", 5)?,
-        complaint: row.try_get::<i64, _>(10)? != 0,
-        opted_out: row.try_get::<i64, _>(11)? != 0,
-        order_url: url("order_url", 12)?,
-        tracking_url: url("tracking_url", 13)?,
-        review_url: url("review_url", 14)?,
-        key,
-        buyer_email,
-        product_name,
-        time_zone_source: if time_zone.is_some() {
-            crate::order::ZoneSource::Order
-        } else {
-            crate::order::ZoneSource::Default
-        },
-        time_zone,
-        shipped_at,
-        delivered_at,
-        status,
-        items: Vec::new(),
-        extra,
-    })
-}
-
-/// Orders with their stages from rows of `ORDER_COLUMNS, STAGE_COLUMNS`
-/// that come grouped by order. Each order is decoded on its own: one that
-/// cannot be read carries its error and leaves the others alone.
-fn group_by_order(rows: &[AnyRow]) -> Result<Vec<DueOrder>, StoreError> {
-    let mut orders: Vec<DueOrder> = Vec::new();
-    for row in rows {
-        let marketplace: String = row.try_get(0)?;
-        let order_id: String = row.try_get(1)?;
-        let same = orders
-            .last()
-            .is_some_and(|o| o.marketplace == marketplace && o.order_id == order_id);
-        if !same {
-            orders.push(DueOrder {
-                loaded: decode_order(row).map(|order| (order, Vec::new())),
-                marketplace,
-                order_id,
-            });
-        }
-        if let Some(DueOrder {
-            loaded: loaded @ Ok(_),
-            ..
-        }) = orders.last_mut()
-        {
-            match decode_stage(row, 16) {
-                Ok(stage) => {
-                    if let Ok((_, stages)) = loaded {
-                        stages.push(stage);
-                    }
-                }
-                Err(e) => *loaded = Err(e),
-            }
-        }
-    }
-    Ok(orders)
-}
-
-fn decode_stage(row: &AnyRow, offset: usize) -> Result<StageRow, StoreError> {
-    let state: String = row.try_get(offset + 1)?;
-    let stage: String = row.try_get(offset)?;
-    Ok(StageRow {
-        state: state.parse().map_err(|message| StoreError::Corrupt {
-            key: stage.clone(),
-            message,
-        })?,
-        stage,
-        next_check_at: row.try_get::<Option<i64>, _>(offset + 2)?.map(from_secs),
-        retry_at: row.try_get::<Option<i64>, _>(offset + 3)?.map(from_secs),
-        attempts: row.try_get(offset + 4)?,
-        reason: row.try_get(offset + 5)?,
-        message_id: row.try_get(offset + 6)?,
-        updated_at: from_secs(row.try_get(offset + 7)?),
-        claim_owner: row.try_get(offset + 8)?,
-        claim_token: row.try_get(offset + 9)?,
-        lease_until: row.try_get::<Option<i64>, _>(offset + 10)?.map(from_secs),
-    })
-}
-
-fn decode_log(row: &AnyRow) -> Result<LogEntry, StoreError> {
-    Ok(LogEntry {
-        id: row.try_get(0)?,
-        at: from_secs(row.try_get(1)?),
-        order_id: row.try_get(2)?,
-        marketplace: row.try_get(3)?,
-        stage: row.try_get(4)?,
-        to: row.try_get(5)?,
-        status: row.try_get(6)?,
-        attempt: row.try_get(7)?,
-        smtp_code: row.try_get(8)?,
-        smtp_text: row.try_get(9)?,
-        message_id: row.try_get(10)?,
-        subject: row.try_get(11)?,
-        detail: row.try_get(12)?,
-        duration_ms: row.try_get(13)?,
-        message_ref: row.try_get(14)?,
-    })
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{StoreError, SQLITE_LOG_LIMIT_BYTES, SQLITE_PRAGMAS};
-
-    /// The pragma sets the limit the constant documents.
-    #[test]
-    fn the_log_limit_pragma_matches_its_constant() {
-        let wanted = format!("PRAGMA journal_size_limit = {SQLITE_LOG_LIMIT_BYTES}");
-        assert!(
-            SQLITE_PRAGMAS.contains(&wanted.as_str()),
-            "{SQLITE_PRAGMAS:?}"
-        );
-    }
+    use super::StoreError;
 
     /// A SQLite error is not also the error's source, so a report of the
     /// whole chain (`{:#}`, as the command line prints) says it once.

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
+use super::pool::Noted;
 use super::{from_secs, to_secs, Store, StoreError};
 use crate::order::OrderKey;
 use crate::suppress::{Address, Reason, Suppression};
@@ -100,14 +101,15 @@ impl Store {
         .bind(entry.detail.as_deref())
         .bind(to_secs(entry.at))
         .execute(&self.pool)
-        .await?;
+        .await
+        .noted()?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Puts many addresses on the list in one transaction; returns how many
     /// were new.
     pub async fn suppress_all(&self, entries: &[Suppression]) -> Result<u64, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.noted()?;
         let mut added = 0;
         for entry in entries {
             added += sqlx::query(
@@ -119,10 +121,11 @@ impl Store {
             .bind(entry.detail.as_deref())
             .bind(to_secs(entry.at))
             .execute(&mut *tx)
-            .await?
+            .await
+            .noted()?
             .rows_affected();
         }
-        tx.commit().await?;
+        tx.commit().await.noted()?;
         Ok(added)
     }
 
@@ -131,7 +134,8 @@ impl Store {
         let done = sqlx::query("DELETE FROM suppressions WHERE address = $1")
             .bind(address.as_str())
             .execute(&self.pool)
-            .await?;
+            .await
+            .noted()?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -141,7 +145,8 @@ impl Store {
         let row = sqlx::query(&sql)
             .bind(address.as_str())
             .fetch_optional(&self.pool)
-            .await?;
+            .await
+            .noted()?;
         row.as_ref().map(decode).transpose()
     }
 
@@ -163,7 +168,7 @@ impl Store {
             for address in chunk {
                 query = query.bind(address.as_str());
             }
-            for row in query.fetch_all(&self.pool).await? {
+            for row in query.fetch_all(&self.pool).await.noted()? {
                 let entry = decode(&row)?;
                 found.insert(entry.address.clone(), entry);
             }
@@ -174,7 +179,7 @@ impl Store {
     /// The whole list, newest first.
     pub async fn suppressions(&self) -> Result<Vec<Suppression>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM suppressions ORDER BY created_at DESC, address");
-        let rows = sqlx::query(&sql).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(&sql).fetch_all(&self.pool).await.noted()?;
         rows.iter().map(decode).collect()
     }
 
@@ -182,7 +187,7 @@ impl Store {
     /// messages, the order's send log gets a row for it too (`bounced`,
     /// `complained`, `unsubscribed`), so `logs --email` tells the story.
     pub async fn record_event(&self, event: &NewEvent) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.pool.begin().await.noted()?;
         let (marketplace, order_id, stage) = match &event.answers {
             Some((key, stage)) => (
                 Some(key.marketplace.as_str()),
@@ -208,7 +213,8 @@ impl Store {
             .bind(stage)
             .bind(event.source.as_str())
             .execute(&mut *tx)
-            .await?;
+            .await
+            .noted()?;
         }
         if let (Some(marketplace), Some(order_id), Some(stage)) = (marketplace, order_id, stage) {
             let detail = [event.status.as_deref(), event.diagnostic.as_deref()]
@@ -232,9 +238,10 @@ impl Store {
             .bind(event.diagnostic.as_deref())
             .bind(format!("{} ({})", detail, event.source).trim().to_string())
             .execute(&mut *tx)
-            .await?;
+            .await
+            .noted()?;
         }
-        tx.commit().await?;
+        tx.commit().await.noted()?;
         Ok(())
     }
 
@@ -251,7 +258,8 @@ impl Store {
         .bind(address.as_str())
         .bind(to_secs(since))
         .fetch_one(&self.pool)
-        .await?;
+        .await
+        .noted()?;
         Ok(n.max(0) as u64)
     }
 
@@ -261,7 +269,7 @@ impl Store {
         key: &OrderKey,
         stage: &str,
     ) -> Result<Option<String>, StoreError> {
-        Ok(sqlx::query_scalar(
+        sqlx::query_scalar(
             "SELECT recipient FROM send_log WHERE marketplace = $1 AND order_id = $2 \
              AND stage = $3 AND status = 'sent' ORDER BY id DESC LIMIT 1",
         )
@@ -269,7 +277,8 @@ impl Store {
         .bind(key.order_id.as_str())
         .bind(stage)
         .fetch_optional(&self.pool)
-        .await?)
+        .await
+        .noted()
     }
 
     /// The order, stage and recipient of the last message sent to any of
@@ -290,7 +299,7 @@ impl Store {
         for r in recipients {
             query = query.bind(r.as_str());
         }
-        let Some(row) = query.fetch_optional(&self.pool).await? else {
+        let Some(row) = query.fetch_optional(&self.pool).await.noted()? else {
             return Ok(None);
         };
         let marketplace: String = row.try_get(0)?;

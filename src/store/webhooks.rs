@@ -23,7 +23,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::bulk::{order_params, stage_upsert_sql, upsert_orders_sql};
 use super::checkpoint::WRITER_LIMIT_PAGES;
-use super::writer::{bind_param, open_sqlite, Param};
+use super::sqlite::open_sqlite;
+use super::writer::{bind_param, Param};
 use super::{to_secs, Backend, Store, StoreError};
 use crate::import::OrderRecord;
 use crate::order::{Line, OrderKey};
@@ -152,7 +153,7 @@ impl Store {
             backend: self.backend,
             stages,
         };
-        match super::sqlite_file(database_url) {
+        match super::sqlite::sqlite_file(database_url) {
             Some(path) => {
                 // A thread of its own: the transactions never wait on
                 // anything but SQLite, and would block the runtime's workers.

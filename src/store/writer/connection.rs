@@ -8,7 +8,7 @@
 //! that only the pool's connections can see, keep a sqlx connection taken
 //! from the pool.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use sqlx::any::AnyArguments;
 use sqlx::query::Query;
@@ -16,7 +16,9 @@ use sqlx::{Any, AnyConnection, AnyPool, Connection, Row};
 
 use super::RowKey;
 use crate::store::checkpoint::{Checkpointer, WRITER_LIMIT_PAGES};
-use crate::store::{StoreError, SQLITE_PRAGMAS};
+use crate::store::pool::Noted;
+use crate::store::sqlite::open_sqlite;
+use crate::store::StoreError;
 
 /// A parameter of a writer statement. A null keeps its type: PostgreSQL
 /// types the columns of a `VALUES` list from what is bound to them.
@@ -59,7 +61,7 @@ impl WriteConnection for AnyConnection {
 
     async fn open(pool: &AnyPool) -> Result<Self, StoreError> {
         // Kept for the writer alone; the pool opens another in its place.
-        Ok(pool.acquire().await?.detach())
+        Ok(pool.acquire().await.noted()?.detach())
     }
 
     async fn run(&mut self, sql: &str, params: &[Param<'_>]) -> Result<Vec<Returned>, StoreError> {
@@ -67,7 +69,7 @@ impl WriteConnection for AnyConnection {
         for param in params {
             query = bind_param(query, *param);
         }
-        let rows = query.fetch_all(&mut *self).await?;
+        let rows = query.fetch_all(&mut *self).await.noted()?;
         rows.iter()
             .map(|row| {
                 Ok(Returned {
@@ -107,21 +109,6 @@ const PREPARED_STATEMENTS: usize = 256;
 pub(super) struct SqliteFile {
     pub path: PathBuf,
     pub checkpointer: Option<Checkpointer>,
-}
-
-/// Opens a plain connection to a SQLite file with followupd's settings.
-pub(in crate::store) fn open_sqlite(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
-    let conn = rusqlite::Connection::open(path)?;
-    for pragma in SQLITE_PRAGMAS {
-        // `journal_mode` and `journal_size_limit` answer with a row; the
-        // others with none.
-        conn.query_row(pragma, [], |_| Ok(()))
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(()),
-                other => Err(other),
-            })?;
-    }
-    Ok(conn)
 }
 
 impl WriteConnection for rusqlite::Connection {

@@ -39,12 +39,12 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::checkpoint::Checkpointer;
 use super::StoreError;
-use super::{Backend, Claim, NewLogEntry, NewMessage, StageUpdate};
+use super::{Backend, Claim, Finish, NewMessage, StageUpdate};
 use crate::order::OrderKey;
 use connection::{SqliteFile, WriteConnection};
 use statements::apply_writes;
 
-pub(super) use connection::{bind_param, open_sqlite, Param};
+pub(super) use connection::{bind_param, Param};
 
 mod connection;
 mod statements;
@@ -71,19 +71,8 @@ pub(super) struct ClaimWrite {
     pub at: DateTime<Utc>,
 }
 
-/// Records an outcome, fenced by the claim `(owner, token)`, with its
-/// send-log row.
-#[derive(Debug)]
-pub(super) struct FinishWrite {
-    pub key: OrderKey,
-    pub owner: String,
-    pub token: i64,
-    pub update: StageUpdate,
-    pub entry: NewLogEntry,
-    /// Log even when the claim was taken over (the send did happen).
-    pub log_if_fenced: bool,
-    pub at: DateTime<Utc>,
-}
+/// Records an outcome, fenced by its claim, with its send-log row.
+pub(super) type FinishWrite = Finish;
 
 /// Changes a stage that is still in the state it was read in.
 #[derive(Debug)]

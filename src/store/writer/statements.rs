@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use super::connection::{Param, Returned, WriteConnection};
 use super::{row_key, ClaimWrite, Done, FinishWrite, RowKey, UpdateWrite, Write};
 use crate::order::OrderKey;
-use crate::store::{placeholders, to_secs, Backend, NewMessage, StageUpdate, StoreError};
+use crate::store::{placeholders, to_secs, Backend, NewMessage, Reporter, StageUpdate, StoreError};
 
 /// Applies `writes` in order. Writes to different stage rows are
 /// independent, so a run of them goes in as one statement per kind; a
@@ -177,7 +177,7 @@ async fn finish<C: WriteConnection>(
     .await?;
     let logged: Vec<&FinishWrite> = writes
         .iter()
-        .filter(|(i, w)| recorded.contains(i) || w.log_if_fenced)
+        .filter(|(i, w)| recorded.contains(i) || w.by == Reporter::Sender)
         .map(|(_, w)| *w)
         .collect();
     insert_logs(conn, backend, &logged).await?;

@@ -1,0 +1,157 @@
+//! The inbox: files dropped into a folder are imported, then moved to
+//! `done/` or `rejected/`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use chrono::Utc;
+use tokio::sync::Notify;
+
+use super::DaemonError;
+use crate::engine::{Engine, ImportSummary};
+use crate::import::Format;
+
+/// Imports one file and reports the outcome in the log.
+pub(super) async fn import_one(engine: &Engine, file: &Path) -> Option<ImportSummary> {
+    let options = crate::import::ReadOptions {
+        source: engine.config.inbox_source,
+        ..Default::default()
+    };
+    match engine.import_file_with(file, options, Utc::now()).await {
+        Ok(summary) => {
+            for r in &summary.rejected {
+                tracing::warn!(file = %file.display(), line = r.line, reason = %r.reason, "row rejected");
+            }
+            tracing::info!(
+                file = %file.display(),
+                imported = summary.imported,
+                updated = summary.updated,
+                rejected = summary.rejected.len(),
+                "orders imported"
+            );
+            Some(summary)
+        }
+        Err(e) => {
+            tracing::error!(file = %file.display(), error = %e, "import failed");
+            None
+        }
+    }
+}
+
+/// Files an exporter has finished writing: temporary names (dot files,
+/// `.tmp`, `.part`, `.partial`) are left alone until renamed.
+fn ready_files(inbox: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(inbox) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().map(|t| t.is_file()).unwrap_or(false))
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap_or_default().to_string_lossy();
+            !name.starts_with('.')
+                && ![".tmp", ".part", ".partial", ".errors"]
+                    .iter()
+                    .any(|s| name.ends_with(s))
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Imports every finished file in the inbox, then moves it to `done/`, or
+/// to `rejected/` with a `.errors` file listing each bad row (the good rows
+/// of such a file are imported all the same).
+pub async fn process_inbox(engine: &Engine, inbox: &Path) {
+    for file in ready_files(inbox) {
+        let name = file.file_name().unwrap_or_default().to_owned();
+        let readable = Format::from_path(&file).is_some() || engine.config.inbox_source.is_some();
+        let errors: Vec<String> = if !readable {
+            vec![format!(
+                "{}: unknown file type (expected .csv, .tsv, .txt, .json, .jsonl or .ndjson)",
+                name.to_string_lossy()
+            )]
+        } else {
+            match import_one(engine, &file).await {
+                Some(summary) => summary
+                    .rejected
+                    .iter()
+                    .map(|r| format!("{}:{}: {}", name.to_string_lossy(), r.line, r.reason))
+                    .collect(),
+                // A file that cannot be read at all stays for the next pass
+                // unless it is simply malformed.
+                None => vec![format!(
+                    "{}: could not be imported (see the service log)",
+                    name.to_string_lossy()
+                )],
+            }
+        };
+        let folder = if errors.is_empty() {
+            "done"
+        } else {
+            "rejected"
+        };
+        let target_dir = inbox.join(folder);
+        let moved = std::fs::create_dir_all(&target_dir).and_then(|_| {
+            let mut target = target_dir.join(&name);
+            if target.exists() {
+                let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3f");
+                target = target_dir.join(format!("{}.{stamp}", name.to_string_lossy()));
+            }
+            std::fs::rename(&file, &target)?;
+            if !errors.is_empty() {
+                let mut report = errors.join("\n");
+                report.push('\n');
+                let errors_file = PathBuf::from(format!("{}.errors", target.display()));
+                std::fs::write(errors_file, report)?;
+            }
+            Ok(target)
+        });
+        match moved {
+            Ok(target) => {
+                tracing::info!(file = %file.display(), to = %target.display(), "inbox file handled")
+            }
+            Err(e) => tracing::error!(file = %file.display(), error = %e, "cannot move inbox file"),
+        }
+    }
+}
+
+pub(super) fn watch_inbox(
+    dir: &Path,
+    wake: Arc<Notify>,
+) -> Result<notify::RecommendedWatcher, DaemonError> {
+    use notify::Watcher;
+    std::fs::create_dir_all(dir).map_err(|source| DaemonError::Io {
+        path: dir.display().to_string(),
+        source,
+    })?;
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        use notify::event::{AccessKind, AccessMode, EventKind};
+        // Opening or reading the folder or a file in it (as the loop itself
+        // does on every pass) is no news: waking on it would make the loop
+        // spin. A file closed after writing is.
+        let news = match event {
+            Ok(e) => match e.kind {
+                EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+                EventKind::Access(_) => false,
+                _ => true,
+            },
+            Err(_) => false,
+        };
+        if news {
+            wake.notify_one();
+        }
+    })
+    .map_err(|e| DaemonError::Io {
+        path: dir.display().to_string(),
+        source: std::io::Error::other(e),
+    })?;
+    watcher
+        .watch(dir, notify::RecursiveMode::NonRecursive)
+        .map_err(|e| DaemonError::Io {
+            path: dir.display().to_string(),
+            source: std::io::Error::other(e),
+        })?;
+    Ok(watcher)
+}

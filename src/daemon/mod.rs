@@ -1,0 +1,324 @@
+//! `followupd run`: the long-running service.
+//!
+//! One loop does the work: settle in-doubt sends left by a previous run,
+//! import files dropped into the inbox, send what is due, then sleep until
+//! the next stage is due or something wakes it (a new inbox file, a reload,
+//! a stop request). The loop reads the wall clock once a pass and hands
+//! that instant to the engine, which schedules by it alone (the command
+//! line passes `--now` instead). The wall clock is read elsewhere only for
+//! liveness, never for a schedule: claim leases (engine) and how recent
+//! the last database error is (store).
+//!
+//! It speaks systemd's notify protocol (READY, STATUS, WATCHDOG, RELOADING,
+//! STOPPING), reloads config and templates atomically on SIGHUP or when a
+//! template changes (an invalid new set is refused and the old one keeps
+//! running), and on SIGTERM stops taking new work, lets in-flight sends
+//! finish within a grace period and exits cleanly.
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use futures_util::FutureExt;
+use sd_notify::NotifyState;
+use tokio::sync::{mpsc, Notify};
+
+use crate::config::{Config, ConfigError};
+use crate::engine::{Engine, EngineError, TickControl, TickSummary};
+
+mod inbox;
+mod lock;
+mod reload;
+mod systemd;
+
+pub use inbox::process_inbox;
+pub use lock::InstanceLock;
+pub use reload::ForbiddenText;
+
+use inbox::{import_one, watch_inbox};
+use reload::{refuse_forbidden_template_text, reload, watch_templates};
+use systemd::{notify, Watchdog};
+
+/// Why the daemon could not start or had to stop.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{0}")]
+    Locked(String),
+    #[error(transparent)]
+    Templates(#[from] ForbiddenText),
+    #[error(transparent)]
+    Http(#[from] crate::http::HttpError),
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Something the loop should react to besides time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Wake {
+    /// Re-read config and templates (SIGHUP, or a template changed).
+    Reload(&'static str),
+}
+
+/// Settings for [`run`] that come from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Files to import once at start (they are left where they are).
+    pub import: Vec<PathBuf>,
+}
+
+/// Runs the service until `shutdown` completes. `wakes` carries reload
+/// requests (main turns SIGHUP into one).
+pub async fn run(
+    config_path: PathBuf,
+    options: RunOptions,
+    shutdown: impl Future<Output = ()>,
+    mut wakes: mpsc::UnboundedReceiver<Wake>,
+    wake_sender: mpsc::UnboundedSender<Wake>,
+) -> Result<(), DaemonError> {
+    let (mut engine, _lock) = start(&config_path, &options).await?;
+    let inbox_wake = Arc::new(Notify::new());
+    let _inbox_watcher = match &engine.config.inbox {
+        Some(dir) => Some(watch_inbox(dir, Arc::clone(&inbox_wake))?),
+        None => None,
+    };
+    let http = start_http(&engine, &inbox_wake).await?;
+    let mut template_watcher = watch_templates(&engine.config, wake_sender.clone());
+    let watchdog = Watchdog::from_env();
+
+    let mut shutdown = std::pin::pin!(shutdown.fuse());
+    notify(&[
+        NotifyState::Ready,
+        NotifyState::Status(&status_line(&engine, "running").await),
+    ]);
+    tracing::info!(config = %config_path.display(), "followupd is running");
+
+    let mut troubled_passes = 0u32;
+    loop {
+        watchdog.beat_now();
+        if let Some(inbox) = engine.config.inbox.clone() {
+            process_inbox(&engine, &inbox).await;
+        }
+        let now = Utc::now();
+        let (result, end) = pass(&engine, now, &watchdog, http.as_ref(), &mut shutdown).await;
+        if end == PassEnd::Abandoned {
+            tracing::warn!(
+                grace = ?engine.config.daemon.shutdown_grace,
+                "grace period over: sends still in flight are left in doubt"
+            );
+            break;
+        }
+        troubled_passes = report_pass(result, troubled_passes);
+        if end == PassEnd::Stopping {
+            break;
+        }
+        notify(&[NotifyState::Status(&status_line(&engine, "running").await)]);
+
+        let sleep_until = next_wake(&engine, now)
+            .await
+            .max(error_backoff(troubled_passes));
+        let heartbeat = watchdog.every.unwrap_or(Duration::from_secs(3600));
+        tokio::select! {
+            _ = &mut shutdown => {
+                if let Some(http) = &http {
+                    http.begin_shutdown();
+                }
+                notify(&[NotifyState::Stopping]);
+                break;
+            }
+            wake = wakes.recv() => {
+                if let Some(Wake::Reload(why)) = wake {
+                    reload(&mut engine, &config_path, why).await;
+                    template_watcher = watch_templates(&engine.config, wake_sender.clone());
+                }
+            }
+            _ = inbox_wake.notified() => {}
+            _ = tokio::time::sleep(sleep_until) => {}
+            _ = tokio::time::sleep(heartbeat) => {}
+        }
+    }
+    drop(template_watcher);
+    notify(&[NotifyState::Stopping]);
+    // Requests in flight are answered (their changes committed) before the
+    // sender and the database close.
+    if let Some(http) = http {
+        http.finish(engine.config.daemon.shutdown_grace).await;
+    }
+    engine.transport.shutdown().await;
+    engine.store.close().await;
+    tracing::info!("followupd stopped");
+    Ok(())
+}
+
+/// Loads the config, takes the instance lock (held while the returned lock
+/// lives), opens the engine, settles the sends the previous run left in
+/// doubt and imports the files named on the command line.
+async fn start(
+    config_path: &Path,
+    options: &RunOptions,
+) -> Result<(Engine, Option<InstanceLock>), DaemonError> {
+    let config = Config::load(config_path)?;
+    for warning in &config.warnings {
+        tracing::warn!("{warning}");
+    }
+    let lock = InstanceLock::acquire(&config.database_url)?;
+    let engine = Engine::open(config).await?;
+    refuse_forbidden_template_text(&engine.templates)?;
+    let settled = engine.recover_in_flight(Utc::now()).await?;
+    if settled > 0 {
+        tracing::warn!(settled, "settled sends left in doubt by the previous run");
+    }
+    for file in &options.import {
+        import_one(&engine, file).await;
+    }
+    Ok((engine, lock))
+}
+
+/// Starts the HTTP listener when `[http] listen` is set. Its committed
+/// changes wake the loop through `wake`, as a file in the inbox does.
+async fn start_http(
+    engine: &Engine,
+    wake: &Arc<Notify>,
+) -> Result<Option<crate::http::HttpServer>, DaemonError> {
+    let Some(http) = engine.config.http.clone() else {
+        return Ok(None);
+    };
+    let listener = crate::http::bind(&http).await?;
+    let changes = engine.store.change_writer(
+        &engine.config.database_url,
+        crate::engine::stage_names(&engine.config),
+    );
+    let parts = crate::http::HttpParts {
+        config: Arc::clone(&engine.config),
+        store: engine.store.clone(),
+        changes,
+        metrics: Arc::new(crate::http::Metrics::new()),
+        wake: Arc::clone(wake),
+    };
+    Ok(Some(crate::http::HttpServer::start(http, listener, parts)))
+}
+
+/// How a pass ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PassEnd {
+    /// It worked through everything due.
+    Finished,
+    /// A stop was asked for; the sends under way finished in time.
+    Stopping,
+    /// A stop was asked for and the grace period ran out first.
+    Abandoned,
+}
+
+/// One pass over what is due at `now`. If `shutdown` fires meanwhile, no
+/// new send starts and the sends under way get the grace period to finish.
+async fn pass(
+    engine: &Engine,
+    now: DateTime<Utc>,
+    watchdog: &Arc<Watchdog>,
+    http: Option<&crate::http::HttpServer>,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> (Result<TickSummary, EngineError>, PassEnd) {
+    // Instances sharing PostgreSQL take over the sends of one that died,
+    // once its claims' leases run out.
+    if engine.store.backend() == crate::store::Backend::Postgres {
+        if let Err(e) = engine.recover_in_flight(now).await {
+            tracing::error!(error = %e, "cannot settle abandoned claims");
+        }
+    }
+    let control = {
+        let watchdog = Arc::clone(watchdog);
+        TickControl::with_heartbeat(move || watchdog.beat())
+    };
+    let pass = engine.run_due(now, &control);
+    let mut pass = std::pin::pin!(pass);
+    tokio::select! {
+        r = &mut pass => (r, PassEnd::Finished),
+        _ = shutdown => {
+            if let Some(http) = http {
+                http.begin_shutdown();
+            }
+            control.stop();
+            tracing::info!("stopping: letting in-flight sends finish");
+            notify(&[NotifyState::Stopping]);
+            match tokio::time::timeout(engine.config.daemon.shutdown_grace, &mut pass).await {
+                Ok(r) => (r, PassEnd::Stopping),
+                Err(_) => (Ok(Default::default()), PassEnd::Abandoned),
+            }
+        }
+    }
+}
+
+/// Logs how a pass went; returns how many passes in a row have now had
+/// trouble (orders that could not be processed, or a failed pass).
+fn report_pass(result: Result<TickSummary, EngineError>, troubled_before: u32) -> u32 {
+    let troubled = match &result {
+        Ok(summary) if summary.errors == 0 => 0,
+        _ => troubled_before.saturating_add(1),
+    };
+    match result {
+        Ok(summary) if summary != Default::default() => {
+            tracing::info!(%summary, "pass finished");
+        }
+        Ok(_) => {}
+        // A database hiccup must not kill the service: log it and try
+        // again on the next wake-up.
+        Err(e) => tracing::error!(error = %e, "pass failed"),
+    }
+    troubled
+}
+
+/// How long to sleep: until the next stage wants looking at, but at least
+/// every `idle_recheck` (orders may arrive through another process).
+async fn next_wake(engine: &Engine, now: DateTime<Utc>) -> Duration {
+    let cap = engine.config.daemon.idle_recheck;
+    match engine.store.next_check().await {
+        Ok(Some(next)) => (next - now).to_std().unwrap_or(Duration::ZERO).min(cap),
+        Ok(None) => cap,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the next due time");
+            Duration::from_secs(5).min(cap)
+        }
+    }
+    // Never spin: a stage due "now" that could not be sent waits a moment.
+    .max(Duration::from_millis(200))
+}
+
+/// How long to wait at least after `passes` passes in a row that could not
+/// process every due order (the database failing, say): 1 s, doubling to
+/// 32 s. Orders that failed stay due, so without this the service would
+/// retry them, and log each failure, several times a second.
+fn error_backoff(passes: u32) -> Duration {
+    match passes {
+        0 => Duration::ZERO,
+        n => Duration::from_secs(1 << (n - 1).min(5)),
+    }
+}
+
+pub(super) async fn status_line(engine: &Engine, prefix: &str) -> String {
+    let now = Utc::now();
+    let midnight = now.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
+    match engine.store.status_summary(now, midnight).await {
+        Ok(s) => format!("{prefix}: {s}"),
+        Err(e) => format!("{prefix}: status unavailable ({e})"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_backoff_doubles_from_a_second_and_stops_growing() {
+        let waits: Vec<u64> = (0..9).map(|n| error_backoff(n).as_secs()).collect();
+        assert_eq!(waits, [0, 1, 2, 4, 8, 16, 32, 32, 32]);
+        assert_eq!(error_backoff(u32::MAX), Duration::from_secs(32));
+    }
+}
