@@ -328,14 +328,18 @@ fn bad_entries_and_tags_are_refused_with_the_locale_named() {
     }
     let mut per_locale = BTreeMap::new();
     per_locale.insert("de".to_string(), strings(&["gut*achten"]));
-    let e = Forbidden::with_locales(&[], &per_locale).unwrap_err();
+    let e = Forbidden::with_locales(&[], &per_locale)
+        .unwrap_err()
+        .to_string();
     assert!(
         e.starts_with("locale 'de': 'gut*achten' must be a word"),
         "{e}"
     );
     let mut per_locale = BTreeMap::new();
     per_locale.insert("de AT".to_string(), Vec::new());
-    let e = Forbidden::with_locales(&[], &per_locale).unwrap_err();
+    let e = Forbidden::with_locales(&[], &per_locale)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("locale 'de AT'"), "{e}");
 }
 
@@ -826,7 +830,7 @@ proptest! {
 fn two_kilobyte_messages_in_the_shipped_languages_scan_clean() {
     // Speed is measured by examples/render_lint (bench/run.sh), not here.
     let built = Forbidden::with_locales(&strings(lint::DEFAULT_FORBIDDEN), &BTreeMap::new());
-    assert_eq!(built.as_ref(), Ok(shipped()));
+    assert_eq!(built.as_ref().map_err(ToString::to_string), Ok(shipped()));
     let f = shipped();
     let paragraphs = [
         (None, "Hi Anna,\n\nThank you for shopping with Bright Kitchen. Your Stainless Steel Mug (350 ml) has left us (2026-12-01) and is heading your way. You can follow the parcel here: https://tracking.example.com/parcel/1Z999AA10123456784?lang=en\n\nA couple of tips for when it arrives: keep the packaging until you have checked that everything is there, and have a look at the care card in the box; a few minutes with it will make the product last longer. If anything about the delivery worries you, simply reply to this email. A person, not a robot, reads every message.\n\n"),

@@ -69,7 +69,7 @@ fn explain(rule: &str) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            let ids: Vec<&str> = crate::policy::RULES.iter().map(|r| r.id).collect();
+            let ids: Vec<&str> = crate::policy::RULES.iter().map(|r| r.id.as_str()).collect();
             bail!("no rule '{rule}'; the rules are: {}", ids.join(", "))
         }
     }
@@ -123,7 +123,7 @@ fn lint_message(
     let mut policy = policy.clone();
     if order_id.is_none() {
         // Without the order id there is nothing to look for.
-        policy.disabled.insert("order-id".into());
+        policy.disabled.insert(crate::policy::RuleId::OrderId);
     }
     // An HTML file's visible text stands in for the text body: the prose
     // rules read it, and the link and image rules read the markup.
@@ -137,22 +137,18 @@ fn lint_message(
         order_links: &[],
     };
     for v in crate::policy::check(&policy, &parts) {
-        let message = v.to_string();
-        // Drop the "text body:L:C: " prefix: the file position replaces it.
-        let message = message
-            .splitn(4, ':')
-            .nth(3)
-            .unwrap_or(&message)
-            .trim_start();
+        // Without the "text body:L:C: " prefix: the file position replaces it.
+        let message = v.message();
         let position = match (v.part, v.rule) {
             // Found in the markup itself, at its own position; or about the
             // whole message, with nothing in it to point at.
-            (crate::lint::Part::Html, _) | (_, "order-id" | "attachment") => {
+            (crate::lint::Part::Html, _)
+            | (_, crate::policy::RuleId::OrderId | crate::policy::RuleId::Attachment) => {
                 place(v.line, v.column, "")
             }
             _ => place(v.line, v.column, &v.found),
         };
-        problems.push(((v.line, v.column), position, message.to_string()));
+        problems.push(((v.line, v.column), position, message));
     }
     problems.sort();
     for (_, position, message) in &problems {

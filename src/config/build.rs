@@ -82,7 +82,7 @@ impl Builder<'_> {
         };
         let stages = self.stages(&raw.stages)?;
         let forbidden = Forbidden::with_locales(&raw.lint.forbidden, &raw.lint.locales)
-            .map_err(|message| self.invalid("lint", message))?;
+            .map_err(|e| self.invalid("lint", e.to_string()))?;
         let mut warnings = Vec::new();
         let transport = self.transport(raw.transport, &mut warnings)?;
         if raw.retry.max_attempts == 0 {

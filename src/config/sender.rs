@@ -137,13 +137,13 @@ impl Builder<'_> {
         let mut policy = Policy::new(profile);
         if let Some(raw) = raw {
             for rule in &raw.disable {
-                if crate::policy::explain(rule).is_none() {
+                let Some(known) = crate::policy::explain(rule) else {
                     return Err(self.invalid(
                         format!("policies.{}.disable", profile.as_str()),
                         format!("unknown rule '{rule}' (see followupd lint --explain)"),
                     ));
-                }
-                policy.disabled.insert(rule.clone());
+                };
+                policy.disabled.insert(known.id);
             }
             policy.phrases.extend(raw.phrases.iter().cloned());
             policy.allowed_domains = raw.allowed_domains.clone();
