@@ -66,7 +66,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .lint(stage, &rendered, &config.forbidden, &fields)?
             .len();
         let t2 = Instant::now();
-        let message = followupd::message::build(order, sender, stage, &rendered, now)?;
+        let message = followupd::message::build(order, sender, stage, &rendered, None, now)?;
         bytes += message.raw.len();
         render_time += (t1 - t0).as_secs_f64();
         lint_time += (t2 - t1).as_secs_f64();

@@ -8,7 +8,7 @@
 
 use chrono::{DateTime, Utc};
 use lettre::address::Envelope;
-use lettre::message::header::ContentTransferEncoding;
+use lettre::message::header::{ContentTransferEncoding, HeaderName, HeaderValue};
 use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
 use lettre::Address;
 
@@ -23,6 +23,25 @@ pub enum MessageError {
     Recipient { address: String, reason: String },
     #[error("cannot build the message: {0}")]
     Build(String),
+}
+
+/// The unsubscribe links of one message (RFC 2369 `List-Unsubscribe`,
+/// with RFC 8058's one-click `List-Unsubscribe-Post`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListUnsubscribe {
+    /// `https://…/u/TOKEN`: a POST there unsubscribes.
+    pub url: String,
+    /// A `mailto:` alternative for mail clients without one-click.
+    pub mailto: Option<String>,
+}
+
+impl ListUnsubscribe {
+    fn header_value(&self) -> String {
+        match &self.mailto {
+            Some(mailto) => format!("<{}>, <mailto:{mailto}?subject=unsubscribe>", self.url),
+            None => format!("<{}>", self.url),
+        }
+    }
 }
 
 /// A finished message, ready for a transport.
@@ -100,6 +119,7 @@ pub fn build(
     sender: &Sender,
     stage: &str,
     rendered: &Rendered,
+    unsubscribe: Option<&ListUnsubscribe>,
     now: DateTime<Utc>,
 ) -> Result<Outgoing, MessageError> {
     let to: Address =
@@ -135,6 +155,17 @@ pub fn build(
         .date(now.into());
     if let Some(reply_to) = &sender.reply_to {
         builder = builder.reply_to(reply_to.clone());
+    }
+    if let Some(links) = unsubscribe {
+        builder = builder
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe"),
+                links.header_value(),
+            ))
+            .raw_header(HeaderValue::new(
+                HeaderName::new_from_ascii_str("List-Unsubscribe-Post"),
+                "List-Unsubscribe=One-Click".into(),
+            ));
     }
     let text = SinglePart::builder()
         .header(ContentType::TEXT_PLAIN)
@@ -189,6 +220,38 @@ mod tests {
     }
 
     #[test]
+    fn both_unsubscribe_headers_are_written() {
+        let order = sample_order("shop");
+        let links = ListUnsubscribe {
+            url: "https://mail.shop.example/u/AQRzaG9wMTAwMQ".into(),
+            mailto: Some("unsubscribe@shop.example".into()),
+        };
+        let built = build(
+            &order,
+            &sender(),
+            "shipment",
+            &rendered(),
+            Some(&links),
+            Utc::now(),
+        )
+        .unwrap();
+        // Unfolded: lettre folds a long header line at a space.
+        let raw = String::from_utf8(built.raw).unwrap().replace("\r\n ", " ");
+        assert!(
+            raw.contains(
+                "List-Unsubscribe: <https://mail.shop.example/u/AQRzaG9wMTAwMQ>, \
+                 <mailto:unsubscribe@shop.example?subject=unsubscribe>\r\n"
+            ),
+            "{raw}"
+        );
+        assert!(raw.contains("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"));
+        let plain = build(&order, &sender(), "shipment", &rendered(), None, Utc::now()).unwrap();
+        assert!(!String::from_utf8(plain.raw)
+            .unwrap()
+            .contains("List-Unsubscribe"));
+    }
+
+    #[test]
     fn our_message_ids_read_back() {
         let order = sample_order("amazon.de");
         let mut key = order.key.clone();
@@ -218,7 +281,7 @@ mod tests {
         ] {
             let mut order = sample_order("amazon");
             order.buyer_email = BuyerEmail::parse(address).unwrap();
-            let built = build(&order, &sender(), "shipment", &rendered(), Utc::now())
+            let built = build(&order, &sender(), "shipment", &rendered(), None, Utc::now())
                 .unwrap_or_else(|e| panic!("{address}: {e}"));
             let address = order.buyer_email.as_str();
             assert_eq!(built.to.to_string(), address);

@@ -14,7 +14,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use ring::hmac;
 
-use crate::order::{Line, OrderKey};
+use crate::config::UnsubscribeConfig;
+use crate::message::ListUnsubscribe;
+use crate::order::{Line, Order, OrderKey};
 use crate::suppress::Address;
 
 /// Tokens start with this byte, so that the format can change later
@@ -149,6 +151,26 @@ pub fn read(token: &str) -> Result<Claim, TokenError> {
 
 fn text(bytes: &[u8]) -> Result<&str, TokenError> {
     std::str::from_utf8(bytes).map_err(|_| TokenError::Malformed)
+}
+
+/// The unsubscribe links for a message about `order`, or `None` when
+/// `[unsubscribe]` is not configured.
+pub fn links_for(config: Option<&UnsubscribeConfig>, order: &Order) -> Option<ListUnsubscribe> {
+    let config = config?;
+    // Every stored buyer address reads as a list address; one that did not
+    // would get its messages without a link rather than none at all.
+    let address = Address::parse(order.buyer_email.as_str()).ok()?;
+    Some(ListUnsubscribe {
+        url: link(&config.base_url, &config.signer.token(&address, &order.key)),
+        mailto: config.mailto.as_ref().map(|m| m.to_string()),
+    })
+}
+
+/// Adds `unsubscribe_url` to a template context: the link, or an empty
+/// string when unsubscribe is not configured (so `{% if unsubscribe_url %}`
+/// works and a template that uses it renders either way).
+pub fn add_to_context(context: &mut tera::Context, links: Option<&ListUnsubscribe>) {
+    context.insert("unsubscribe_url", links.map_or("", |l| l.url.as_str()));
 }
 
 /// The link for a token: `BASE/u/TOKEN` (a trailing slash on the base is

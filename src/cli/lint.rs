@@ -197,8 +197,10 @@ fn lint_templates(config: &Config) -> Result<ExitCode> {
         .flat_map(|l| config.stages.iter().map(move |s| (l.clone(), s)))
         .collect();
     for (locale, stage) in &sets {
-        let context =
+        let mut context =
             crate::render::context(&order, sender, &stage.name, config.rules.default_zone);
+        let links = crate::unsubscribe::links_for(config.unsubscribe.as_ref(), &order);
+        crate::unsubscribe::add_to_context(&mut context, links.as_ref());
         match templates.render(&stage.name, locale.as_deref(), &context) {
             Ok(rendered) => {
                 let findings = templates.lint(

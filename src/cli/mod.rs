@@ -4,6 +4,7 @@
 //! store; these files only turn their results into text, JSON lines and
 //! exit codes.
 
+mod bounce;
 mod check;
 mod import;
 mod lint;
@@ -14,6 +15,7 @@ mod preview;
 mod resend;
 mod run;
 mod show;
+mod suppress;
 mod tick;
 mod time;
 mod values;
@@ -67,6 +69,10 @@ pub enum Command {
     Resend(resend::ResendArgs),
     /// Lint every template (or one finished message); exit 1 on any hit.
     Lint(lint::LintArgs),
+    /// The suppression list: addresses that get no further message.
+    Suppress(suppress::SuppressArgs),
+    /// Take in bounces and complaints (DSN, ARF) from files or standard input.
+    Bounce(bounce::BounceArgs),
 }
 
 /// The binary's whole life after parsing: logging, the runtime, the
@@ -104,6 +110,8 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Check => check::run(config).await,
         Command::Resend(args) => resend::run(args, config).await,
         Command::Lint(args) => lint::run(args, config),
+        Command::Suppress(args) => suppress::run(args, config).await,
+        Command::Bounce(args) => bounce::run(args, config).await,
     }
 }
 

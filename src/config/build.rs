@@ -111,6 +111,8 @@ impl Builder<'_> {
             .map(|h| h.build(|p| self.resolve(p), &stage_names))
             .transpose()
             .map_err(|e| self.invalid(e.key, e.message))?;
+        let unsubscribe = self.unsubscribe(raw.unsubscribe)?;
+        let bounces = self.bounces(raw.bounces)?;
         Ok(Config {
             path: self.path.to_path_buf(),
             database_url: self.database_url(&database_url)?,
@@ -135,6 +137,8 @@ impl Builder<'_> {
             marketplaces,
             mappings,
             http,
+            unsubscribe,
+            bounces,
             warnings,
         })
     }

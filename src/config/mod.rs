@@ -12,6 +12,7 @@
 //! more than a line of checking: `sender`, `stages`, `transport`, `mappings`.
 
 mod build;
+mod deliverability;
 pub mod http;
 mod mappings;
 mod raw;
@@ -27,6 +28,7 @@ pub use crate::schedule::RetryPolicy;
 use crate::schedule::{Rules, StageSpec};
 
 use build::Builder;
+pub use deliverability::{BouncesConfig, UnsubscribeConfig};
 pub use http::HttpConfig;
 pub use mappings::{ColumnMapping, CANONICAL_FIELDS};
 use raw::RawConfig;
@@ -90,6 +92,10 @@ pub struct Config {
     pub mappings: BTreeMap<String, ColumnMapping>,
     /// `[http]`: the listener of `followupd run`; `None` without it.
     pub http: Option<HttpConfig>,
+    /// `[unsubscribe]`: the link every message carries; `None` without it.
+    pub unsubscribe: Option<UnsubscribeConfig>,
+    /// `[bounces]`: where bounce mail arrives, and the soft-bounce limit.
+    pub bounces: BouncesConfig,
     /// Things that work but deserve the operator's attention.
     pub warnings: Vec<String>,
 }

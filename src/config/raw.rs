@@ -44,6 +44,10 @@ pub(super) struct RawConfig {
     pub(super) policies: BTreeMap<String, RawPolicy>,
     #[serde(default)]
     pub(super) http: Option<super::http::RawHttp>,
+    #[serde(default)]
+    pub(super) unsubscribe: Option<super::deliverability::RawUnsubscribe>,
+    #[serde(default)]
+    pub(super) bounces: super::deliverability::RawBounces,
 }
 
 #[derive(Debug, Deserialize)]

@@ -97,12 +97,14 @@ fn compose(
 ) -> Result<Preview, ComposeError> {
     let sender = config.sender_for(order.key.marketplace.as_str());
     let zone = schedule::buyer_zone(order, &config.rules);
-    let context = render::context(order, sender, stage, zone);
+    let links = crate::unsubscribe::links_for(config.unsubscribe.as_ref(), order);
+    let mut context = render::context(order, sender, stage, zone);
+    crate::unsubscribe::add_to_context(&mut context, links.as_ref());
     let locale = order.locale.as_ref().map(|l| l.as_str());
     let rendered = templates.render(stage, locale, &context)?;
     let fields = order.text_fields();
     let findings = templates.lint(stage, &rendered, &config.forbidden, &fields)?;
-    let outgoing = message::build(order, sender, stage, &rendered, now)?;
+    let outgoing = message::build(order, sender, stage, &rendered, links.as_ref(), now)?;
     let order_links: Vec<&str> = [&order.order_url, &order.tracking_url, &order.review_url]
         .into_iter()
         .flatten()

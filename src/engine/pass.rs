@@ -13,6 +13,7 @@ use super::{Engine, EngineError, TickControl, TickSummary};
 use crate::order::{Order, OrderKey};
 use crate::schedule::{Decision, StageState};
 use crate::store::{StageRow, StageUpdate};
+use crate::suppress::{Address, Suppression};
 
 /// Due stages looked at per scheduling query (their orders are loaded
 /// whole: up to this many orders, at least this many divided by the number
@@ -112,6 +113,16 @@ impl Engine {
         }
     }
 
+    /// The suppression-list entry of an order's buyer, if any: read for
+    /// every order worked on, so an unsubscribe, a bounce or a complaint
+    /// stops the next stage however recently it arrived.
+    async fn suppression_of(&self, order: &Order) -> Result<Option<Suppression>, EngineError> {
+        match Address::parse(order.buyer_email.as_str()) {
+            Ok(address) => Ok(self.store.suppression(&address).await?),
+            Err(_) => Ok(None),
+        }
+    }
+
     /// Evaluates and acts on every open stage of one order, as read with
     /// `rows`. Sends happen in stage order; the other changes (next checks,
     /// skips, expiries) are written together, at the end or as soon as a
@@ -130,6 +141,7 @@ impl Engine {
         let mut states: HashMap<String, StageState> =
             rows.iter().map(|r| (r.stage.clone(), r.state)).collect();
         let mut pending = PendingChanges::default();
+        let suppression = self.suppression_of(order).await?;
         for spec in &self.config.stages {
             let Some(row) = rows.iter().find(|r| r.stage == spec.name) else {
                 continue;
@@ -147,6 +159,7 @@ impl Engine {
                 spec,
                 row,
                 |a| states.get(a).copied(),
+                suppression.as_ref(),
                 now,
             );
             let (state, reason, next_check_at) = match evaluation.decision {

@@ -13,6 +13,7 @@ use crate::order::Order;
 use crate::render::Templates;
 use crate::schedule::{self, Decision, StageSpec, StageState, Window};
 use crate::store::StageRow;
+use crate::suppress::{Address, Suppression};
 
 /// One line of `followupd plan`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,12 +42,23 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let config = Arc::clone(&self.config);
         let templates = Arc::clone(&self.templates);
+        // The whole list at once: one read, not one for each order.
+        let suppressed: HashMap<Address, Suppression> = self
+            .store
+            .suppressions()
+            .await?
+            .into_iter()
+            .map(|s| (s.address.clone(), s))
+            .collect();
         self.store
             .for_each_order(|order, rows| {
                 if only_order.is_some_and(|id| id != order.key.order_id.as_str()) {
                     return true;
                 }
-                plan_order(&config, &templates, &order, &rows, now)
+                let suppression = Address::parse(order.buyer_email.as_str())
+                    .ok()
+                    .and_then(|a| suppressed.get(&a));
+                plan_order(&config, &templates, &order, &rows, suppression, now)
                     .into_iter()
                     .all(&mut emit)
             })
@@ -61,6 +73,7 @@ pub fn plan_order(
     templates: &Templates,
     order: &Order,
     rows: &[StageRow],
+    suppression: Option<&Suppression>,
     now: DateTime<Utc>,
 ) -> Vec<PlanLine> {
     let mut lines = Vec::new();
@@ -85,8 +98,15 @@ pub fn plan_order(
                 .unwrap_or_default(),
         };
         if matches!(row.state, StageState::Scheduled | StageState::Retrying) {
-            let evaluation =
-                evaluate_stage(config, order, spec, row, |a| states.get(a).copied(), now);
+            let evaluation = evaluate_stage(
+                config,
+                order,
+                spec,
+                row,
+                |a| states.get(a).copied(),
+                suppression,
+                now,
+            );
             match evaluation.decision {
                 Decision::Due => {
                     line.state = "due".into();
@@ -131,6 +151,7 @@ pub(super) fn evaluate_stage(
     spec: &StageSpec,
     row: &StageRow,
     state_of: impl Fn(&str) -> Option<StageState>,
+    suppression: Option<&Suppression>,
     now: DateTime<Utc>,
 ) -> schedule::Evaluation {
     let sender = config.sender_for(order.key.marketplace.as_str());
@@ -145,6 +166,11 @@ pub(super) fn evaluate_stage(
         evaluation.decision = Decision::Skip(schedule::SkipReason::Policy(
             sender.policy.profile.as_str().to_string(),
         ));
+    }
+    // Said even where another rule would skip the stage too: it is what
+    // the seller needs to know about this buyer.
+    if let Some(reason) = crate::suppress::stops(suppression, spec.transactional) {
+        evaluation.decision = Decision::Skip(schedule::SkipReason::Suppressed(reason));
     }
     evaluation
 }

@@ -36,6 +36,7 @@ use crate::store::{ChangeWriter, Store};
 mod api;
 mod health;
 mod metrics;
+mod unsubscribe;
 mod webhooks;
 mod zone;
 
@@ -177,6 +178,10 @@ fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
+        .route(
+            "/u/{token}",
+            get(unsubscribe::page).post(unsubscribe::confirm),
+        )
         .with_state(app)
 }
 

@@ -1,0 +1,165 @@
+//! `[unsubscribe]` and `[bounces]`: the unsubscribe links every message
+//! carries, and how bounces are taken in.
+//!
+//! The unsubscribe secret is read from a file or the environment, never
+//! written in the config file, like the listener's secrets.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+
+use super::build::Builder;
+use super::ConfigError;
+use crate::suppress::{Address, SoftBounceLimit};
+use crate::unsubscribe::Signer;
+
+/// `[unsubscribe]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawUnsubscribe {
+    base_url: String,
+    #[serde(default)]
+    mailto: Option<String>,
+    #[serde(default)]
+    secret_file: Option<PathBuf>,
+    #[serde(default)]
+    secret_env: Option<String>,
+}
+
+/// `[bounces]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBounces {
+    #[serde(default)]
+    inbox: Option<PathBuf>,
+    #[serde(default = "default_soft_limit")]
+    soft_limit: u32,
+    #[serde(default = "default_soft_period")]
+    soft_period: String,
+}
+
+impl Default for RawBounces {
+    fn default() -> Self {
+        Self {
+            inbox: None,
+            soft_limit: default_soft_limit(),
+            soft_period: default_soft_period(),
+        }
+    }
+}
+
+fn default_soft_limit() -> u32 {
+    3
+}
+
+fn default_soft_period() -> String {
+    "7d".into()
+}
+
+/// `[unsubscribe]`, parsed: every message carries a link (and a mailto:
+/// when set).
+#[derive(Debug, Clone)]
+pub struct UnsubscribeConfig {
+    /// Where the listener is reached from outside, e.g.
+    /// `https://mail.shop.example`; links are `BASE/u/TOKEN`.
+    pub base_url: String,
+    /// An address that takes unsubscribe requests by mail, if any.
+    pub mailto: Option<Address>,
+    pub signer: Arc<Signer>,
+}
+
+/// `[bounces]`, parsed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BouncesConfig {
+    /// A folder `followupd run` reads bounce and complaint mail from (one
+    /// message a file, as a maildir's `new/` holds them).
+    pub inbox: Option<PathBuf>,
+    /// Temporary failures that put an address on the list.
+    pub soft: SoftBounceLimit,
+}
+
+impl Builder<'_> {
+    pub(super) fn unsubscribe(
+        &self,
+        raw: Option<RawUnsubscribe>,
+    ) -> Result<Option<UnsubscribeConfig>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let base_url = raw.base_url.trim().trim_end_matches('/').to_string();
+        if !(base_url.starts_with("https://") || base_url.starts_with("http://"))
+            || base_url.contains(char::is_whitespace)
+        {
+            return Err(self.invalid(
+                "unsubscribe.base_url",
+                format!("'{base_url}' is not an http(s) address like https://mail.shop.example"),
+            ));
+        }
+        let mailto = raw
+            .mailto
+            .as_deref()
+            .map(Address::parse)
+            .transpose()
+            .map_err(|e| self.invalid("unsubscribe.mailto", e.to_string()))?;
+        let secret =
+            self.unsubscribe_secret(raw.secret_file.as_deref(), raw.secret_env.as_deref())?;
+        let signer = Signer::new(&secret)
+            .map_err(|e| self.invalid("unsubscribe.secret_file", e.to_string()))?;
+        Ok(Some(UnsubscribeConfig {
+            base_url,
+            mailto,
+            signer: Arc::new(signer),
+        }))
+    }
+
+    /// The secret's bytes, trimmed of the line break a file usually ends
+    /// with. Never part of an error message.
+    fn unsubscribe_secret(
+        &self,
+        file: Option<&Path>,
+        env: Option<&str>,
+    ) -> Result<Vec<u8>, ConfigError> {
+        match (file, env) {
+            (Some(file), None) => {
+                let path = self.resolve(file);
+                let text = std::fs::read(&path).map_err(|e| {
+                    self.invalid(
+                        "unsubscribe.secret_file",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                Ok(text.trim_ascii().to_vec())
+            }
+            (None, Some(var)) => std::env::var(var)
+                .map(|v| v.trim().as_bytes().to_vec())
+                .map_err(|_| {
+                    self.invalid(
+                        "unsubscribe.secret_env",
+                        format!("the environment variable {var} is not set"),
+                    )
+                }),
+            _ => Err(self.invalid(
+                "unsubscribe",
+                "give exactly one of secret_file or secret_env (32 bytes or more, e.g. \
+                 `openssl rand -hex 32`)",
+            )),
+        }
+    }
+
+    pub(super) fn bounces(&self, raw: RawBounces) -> Result<BouncesConfig, ConfigError> {
+        if raw.soft_limit == 0 {
+            return Err(self.invalid("bounces.soft_limit", "must be at least 1"));
+        }
+        let period = self.std_duration("bounces.soft_period", &raw.soft_period)?;
+        let within = chrono::Duration::from_std(period)
+            .map_err(|_| self.invalid("bounces.soft_period", "is too long"))?;
+        Ok(BouncesConfig {
+            inbox: raw.inbox.as_deref().map(|p| self.resolve(p)),
+            soft: SoftBounceLimit {
+                count: raw.soft_limit,
+                within,
+            },
+        })
+    }
+}
