@@ -105,10 +105,9 @@ impl Builder<'_> {
             mappings.insert(name.clone(), self.mapping(&name, m)?);
         }
         let database_url = database_override.unwrap_or(raw.database.url);
-        let stage_names: Vec<String> = stages.iter().map(|s| s.name.clone()).collect();
         let http = raw
             .http
-            .map(|h| h.build(|p| self.resolve(p), &stage_names))
+            .map(|h| h.build(|p| self.resolve(p)))
             .transpose()
             .map_err(|e| self.invalid(e.key, e.message))?;
         let unsubscribe = self.unsubscribe(raw.unsubscribe)?;

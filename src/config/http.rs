@@ -53,8 +53,6 @@ struct RawSource {
     secret_env: Option<String>,
     #[serde(default)]
     marketplace: Option<String>,
-    #[serde(default)]
-    partial_refund_skips: Option<Vec<String>>,
 }
 
 /// `[http.api]` as written.
@@ -90,8 +88,6 @@ pub struct SourceConfig {
     pub secrets: Vec<HttpSecret>,
     /// The marketplace its orders are stored under.
     pub marketplace: String,
-    /// Stages a partial refund ends as skipped (Shopify).
-    pub partial_refund_skips: Vec<String>,
 }
 
 /// `[http]`, parsed.
@@ -127,13 +123,8 @@ fn invalid(key: &str, message: impl Into<String>) -> HttpConfigError {
 
 impl RawHttp {
     /// Parses and checks the section; `resolve` turns a relative path into
-    /// one relative to the config file, `stages` are the configured stage
-    /// names.
-    pub fn build(
-        self,
-        resolve: impl Fn(&Path) -> PathBuf,
-        stages: &[String],
-    ) -> Result<HttpConfig, HttpConfigError> {
+    /// one relative to the config file.
+    pub fn build(self, resolve: impl Fn(&Path) -> PathBuf) -> Result<HttpConfig, HttpConfigError> {
         let listen = self.listen.parse::<SocketAddr>().map_err(|_| {
             invalid(
                 "http.listen",
@@ -157,11 +148,11 @@ impl RawHttp {
         }
         let shopify = self
             .shopify
-            .map(|raw| source(raw, "http.shopify", "shopify", &resolve, stages))
+            .map(|raw| source(raw, "http.shopify", "shopify", &resolve))
             .transpose()?;
         let woocommerce = self
             .woocommerce
-            .map(|raw| source(raw, "http.woocommerce", "woocommerce", &resolve, stages))
+            .map(|raw| source(raw, "http.woocommerce", "woocommerce", &resolve))
             .transpose()?;
         let api_tokens = match self.api {
             Some(api) => {
@@ -199,7 +190,6 @@ fn source(
     key: &str,
     default_marketplace: &str,
     resolve: &impl Fn(&Path) -> PathBuf,
-    stages: &[String],
 ) -> Result<SourceConfig, HttpConfigError> {
     let secrets = secrets(
         key,
@@ -223,27 +213,9 @@ fn source(
             "must be a non-empty single line",
         ));
     }
-    let partial_refund_skips = match raw.partial_refund_skips {
-        Some(names) => {
-            if let Some(unknown) = names.iter().find(|n| !stages.contains(n)) {
-                return Err(invalid(
-                    &format!("{key}.partial_refund_skips"),
-                    format!("no stage is named '{unknown}'"),
-                ));
-            }
-            names
-        }
-        // The feedback request, where the sequence has one by that name.
-        None => stages
-            .iter()
-            .filter(|s| s.as_str() == "review_request")
-            .cloned()
-            .collect(),
-    };
     Ok(SourceConfig {
         secrets,
         marketplace,
-        partial_refund_skips,
     })
 }
 
@@ -325,7 +297,7 @@ mod tests {
                 .unwrap();
         let shopify = config.shopify.unwrap();
         assert_eq!(shopify.secrets.len(), 2);
-        assert_eq!(shopify.partial_refund_skips, ["review_request"]);
+        assert_eq!(shopify.marketplace, "shopify");
         let printed = format!("{shopify:?}");
         assert!(
             !printed.contains("secret,") && !printed.contains("new-secret"),

@@ -188,7 +188,6 @@ async fn handle(app: &App, headers: &HeaderMap, body: Body) -> Result<Summary, A
                         record: Box::new(record),
                         version: None,
                         items: Vec::new(),
-                        skip_stages: Vec::new(),
                     },
                 };
                 pending.push((index, order_id, change));

@@ -38,7 +38,6 @@ mod health;
 mod metrics;
 mod unsubscribe;
 mod webhooks;
-mod zone;
 
 pub use crate::config::http::{HttpConfig, HttpSecret, RawHttp, SourceConfig};
 pub use metrics::Metrics;

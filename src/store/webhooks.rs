@@ -56,13 +56,11 @@ pub struct LineCount {
 pub enum OrderChange {
     /// The whole order as the source has it now. `version` is the source's
     /// own updated time: an older version than the stored one is stale.
-    /// `skip_stages` end as skipped (a partial refund).
     Upsert {
         record: Box<OrderRecord>,
         /// `None`: not from a webhook (the orders API); no version kept.
         version: Option<i64>,
         items: Vec<LineCount>,
-        skip_stages: Vec<String>,
     },
     /// A shipment: the first ship time is kept, a tracking link replaces
     /// the stored one.
@@ -76,11 +74,11 @@ pub enum OrderChange {
         at: DateTime<Utc>,
     },
     /// A refund of these line items (id, quantity). Every item refunded:
-    /// the order is refunded; otherwise `partial_skips` end as skipped.
+    /// the order is `refunded`; otherwise `partially_refunded` (which the
+    /// stages' `skip_when` decide about), unless it already ended worse.
     Refunded {
         key: OrderKey,
         lines: Vec<(String, i64)>,
-        partial_skips: Vec<String>,
     },
     Cancelled {
         key: OrderKey,
@@ -308,11 +306,7 @@ impl Batches {
                 record,
                 version,
                 items,
-                skip_stages,
-            } => {
-                self.upsert(db, record, *version, items, skip_stages, now)
-                    .await
-            }
+            } => self.upsert(db, record, *version, items, now).await,
             OrderChange::Shipped {
                 key,
                 at,
@@ -353,11 +347,7 @@ impl Batches {
                 self.order_update(db, key, sql, &params, now).await
             }
             OrderChange::Cancelled { key } => self.set_status(db, key, "cancelled", now).await,
-            OrderChange::Refunded {
-                key,
-                lines,
-                partial_skips,
-            } => self.refund(db, key, lines, partial_skips, now).await,
+            OrderChange::Refunded { key, lines } => self.refund(db, key, lines, now).await,
         }
     }
 
@@ -367,7 +357,6 @@ impl Batches {
         record: &OrderRecord,
         version: Option<i64>,
         items: &[LineCount],
-        skip_stages: &[String],
         now: i64,
     ) -> Result<Applied, StoreError> {
         let key = &record.order.key;
@@ -394,7 +383,6 @@ impl Batches {
             &params,
         )
         .await?;
-        skip(db, key, skip_stages, "partially refunded", now).await?;
         Ok(match revision.first() {
             Some(1) => Applied::Inserted,
             _ => Applied::Updated,
@@ -475,7 +463,6 @@ impl Batches {
         db: &mut D,
         key: &OrderKey,
         lines: &[(String, i64)],
-        partial_skips: &[String],
         now: i64,
     ) -> Result<Applied, StoreError> {
         let stored = db
@@ -509,50 +496,39 @@ impl Batches {
             )
             .await?;
         }
-        if full {
-            return self.set_status(db, key, "refunded", now).await;
+        let sql = "UPDATE orders SET status = $3, revision = revision + 1, updated_at = $4 \
+                   WHERE marketplace = $1 AND order_id = $2 \
+                   AND status NOT IN ('refunded', 'cancelled', 'returned') RETURNING revision";
+        let status = if full {
+            "refunded"
+        } else {
+            "partially_refunded"
+        };
+        let params = [
+            key_param(key, 0),
+            key_param(key, 1),
+            Param::Text(Some(status)),
+            Param::Int(Some(now)),
+        ];
+        match self.order_update(db, key, sql, &params, now).await? {
+            Applied::UnknownOrder => {
+                // Stored but already ended (refunded, cancelled, returned):
+                // nothing left to change.
+                let known = db
+                    .ints(
+                        "SELECT revision FROM orders WHERE marketplace = $1 AND order_id = $2",
+                        &[key_param(key, 0), key_param(key, 1)],
+                    )
+                    .await?;
+                Ok(if known.is_empty() {
+                    Applied::UnknownOrder
+                } else {
+                    Applied::Updated
+                })
+            }
+            applied => Ok(applied),
         }
-        let known = db
-            .ints(
-                "SELECT revision FROM orders WHERE marketplace = $1 AND order_id = $2",
-                &[key_param(key, 0), key_param(key, 1)],
-            )
-            .await?;
-        if known.is_empty() {
-            return Ok(Applied::UnknownOrder);
-        }
-        skip(db, key, partial_skips, "partially refunded", now).await?;
-        Ok(Applied::Updated)
     }
-}
-
-/// Ends `stages` of an order as skipped, where they are still open.
-async fn skip<D: Db>(
-    db: &mut D,
-    key: &OrderKey,
-    stages: &[String],
-    reason: &str,
-    now: i64,
-) -> Result<(), StoreError> {
-    if stages.is_empty() {
-        return Ok(());
-    }
-    let names: Vec<String> = (0..stages.len()).map(|i| format!("${}", i + 5)).collect();
-    let sql = format!(
-        "UPDATE stages SET state = 'skipped', reason = $3, next_check_at = NULL, retry_at = NULL, \
-         updated_at = $4 WHERE marketplace = $1 AND order_id = $2 AND stage IN ({}) \
-         AND state IN ('scheduled', 'retrying')",
-        names.join(", ")
-    );
-    let mut params = vec![
-        key_param(key, 0),
-        key_param(key, 1),
-        Param::Text(Some(reason)),
-        Param::Int(Some(now)),
-    ];
-    params.extend(stages.iter().map(|s| Param::Text(Some(s.as_str()))));
-    db.exec(&sql, &params).await?;
-    Ok(())
 }
 
 fn key_param(key: &OrderKey, part: usize) -> Param<'_> {

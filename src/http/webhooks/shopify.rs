@@ -24,9 +24,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{buyer_email, commit, full_name, parse_json, signed, Outcome, WebhookError};
-use crate::http::{header, read_body, zone, App};
+use crate::http::{header, read_body, App};
 use crate::import::OrderRecord;
-use crate::order::{parse_url, Line, Order, OrderKey, OrderStatus};
+use crate::order::{parse_url, Item, Line, Order, OrderKey, OrderStatus, ZoneSource};
 use crate::store::{Change, Delivery, LineCount, OrderChange};
 
 const SIGNATURE: &str = "X-Shopify-Hmac-Sha256";
@@ -123,7 +123,7 @@ async fn handle(
     let change = match topic {
         Topic::Order(_) => {
             let order: ShopifyOrder = parse_json(&body)?;
-            order.into_change(marketplace, &source.partial_refund_skips)?
+            order.into_change(marketplace)?
         }
         Topic::Fulfillment(_) => {
             let fulfillment: Fulfillment = parse_json(&body)?;
@@ -161,7 +161,6 @@ async fn handle(
                     .iter()
                     .map(|l| (l.line_item_id.to_string(), l.quantity))
                     .collect(),
-                partial_skips: source.partial_refund_skips.clone(),
             }
         }
         Topic::Other => unreachable!("answered above"),
@@ -242,6 +241,8 @@ struct LineItem {
     id: u64,
     name: Option<String>,
     title: Option<String>,
+    sku: Option<String>,
+    price: Option<String>,
     #[serde(default)]
     quantity: i64,
 }
@@ -299,13 +300,8 @@ struct RefundLine {
 }
 
 impl ShopifyOrder {
-    /// The order as followupd stores it, with its version, line items and
-    /// the stages a partial refund ends.
-    fn into_change(
-        self,
-        marketplace: Line,
-        partial_skips: &[String],
-    ) -> Result<OrderChange, WebhookError> {
+    /// The order as followupd stores it, with its version and line items.
+    fn into_change(self, marketplace: Line) -> Result<OrderChange, WebhookError> {
         let key = key(marketplace, self.id)?;
         let customer = self.customer.as_ref();
         let buyer_email = buyer_email([
@@ -335,7 +331,10 @@ impl ShopifyOrder {
         let product_name = Line::parse("product_name", product)?;
         let locale = Line::parse_optional("locale", self.customer_locale.as_deref().unwrap_or(""))?;
         let time_zone = shipping.and_then(|a| {
-            zone::for_address(a.country_code.as_deref()?, a.province_code.as_deref())
+            crate::import::zone::from_address(
+                a.country_code.as_deref()?,
+                a.province_code.as_deref().unwrap_or(""),
+            )
         });
         let shipments = self.fulfillments.iter().filter(|f| !f.is_void());
         let shipped_at = shipments
@@ -357,6 +356,8 @@ impl ShopifyOrder {
             Some(OrderStatus::Cancelled)
         } else if financial == "refunded" {
             Some(OrderStatus::Refunded)
+        } else if financial == "partially_refunded" {
+            Some(OrderStatus::PartiallyRefunded)
         } else {
             None
         };
@@ -370,7 +371,22 @@ impl ShopifyOrder {
             extra.insert("order_name".to_string(), name.trim().to_string());
         }
         let order_url = parse_url("order_url", self.order_status_url.as_deref().unwrap_or(""))?;
-        let mut items: Vec<LineCount> = self
+        let items = self
+            .line_items
+            .iter()
+            .filter_map(|l| {
+                let name = l.title.as_deref().or(l.name.as_deref())?;
+                let quantity = l.quantity.max(1).to_string();
+                Item::parse(
+                    name,
+                    &quantity,
+                    l.sku.as_deref().unwrap_or(""),
+                    l.price.as_deref().unwrap_or(""),
+                )
+                .ok()
+            })
+            .collect();
+        let mut counts: Vec<LineCount> = self
             .line_items
             .iter()
             .map(|l| LineCount {
@@ -381,8 +397,8 @@ impl ShopifyOrder {
             .collect();
         for line in self.refunds.iter().flat_map(|r| &r.refund_line_items) {
             let id = line.line_item_id.to_string();
-            if let Some(item) = items.iter_mut().find(|i| i.id == id) {
-                item.refunded += line.quantity;
+            if let Some(count) = counts.iter_mut().find(|i| i.id == id) {
+                count.refunded += line.quantity;
             }
         }
         let version = self
@@ -390,11 +406,6 @@ impl ShopifyOrder {
             .as_deref()
             .and_then(parse_time)
             .map_or(0, |t| t.timestamp());
-        let skip_stages = if financial == "partially_refunded" {
-            partial_skips.to_vec()
-        } else {
-            Vec::new()
-        };
         let record = OrderRecord {
             order: Order {
                 key,
@@ -403,9 +414,9 @@ impl ShopifyOrder {
                 product_name,
                 locale,
                 time_zone_source: if time_zone.is_some() {
-                    crate::order::ZoneSource::Order
+                    ZoneSource::Address
                 } else {
-                    crate::order::ZoneSource::Default
+                    ZoneSource::Default
                 },
                 time_zone,
                 shipped_at,
@@ -416,7 +427,7 @@ impl ShopifyOrder {
                 order_url,
                 tracking_url,
                 review_url: None,
-                items: Vec::new(),
+                items,
                 extra,
             },
             status_given: given.is_some(),
@@ -425,8 +436,7 @@ impl ShopifyOrder {
         Ok(OrderChange::Upsert {
             record: Box::new(record),
             version: Some(version),
-            items,
-            skip_stages,
+            items: counts,
         })
     }
 }
@@ -452,9 +462,7 @@ mod tests {
             version,
             items,
             ..
-        } = order
-            .into_change(marketplace, &["review_request".into()])
-            .unwrap()
+        } = order.into_change(marketplace).unwrap()
         else {
             panic!("not an upsert");
         };
@@ -472,6 +480,8 @@ mod tests {
         assert_eq!(o.extra.get("order_name").unwrap(), "#9999");
         assert_eq!(version, Some(1_640_995_200));
         assert_eq!(items.len(), 5);
+        assert_eq!(o.items.len(), 5);
+        assert_eq!(o.items[1].name.as_str(), "Lens Protection Plan (2 Year)");
     }
 
     #[test]

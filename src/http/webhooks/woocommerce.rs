@@ -21,9 +21,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Deserialize;
 
 use super::{buyer_email, commit, full_name, parse_json, signed, Outcome, WebhookError};
-use crate::http::{header, read_body, zone, App};
+use crate::http::{header, read_body, App};
 use crate::import::OrderRecord;
-use crate::order::{parse_url, Line, Order, OrderKey, OrderStatus};
+use crate::order::{parse_url, Item, Line, Order, OrderKey, OrderStatus, ZoneSource};
 use crate::store::{Change, Delivery, LineCount, OrderChange};
 
 const SIGNATURE: &str = "X-WC-Webhook-Signature";
@@ -91,7 +91,7 @@ async fn handle(
             key: key(marketplace, order.id)?,
         }
     } else {
-        order.into_change(marketplace, &source.partial_refund_skips)?
+        order.into_change(marketplace)?
     };
     commit(app, Change { delivery, change }).await
 }
@@ -158,6 +158,7 @@ struct Address {
 struct LineItem {
     id: u64,
     name: Option<String>,
+    sku: Option<String>,
     #[serde(default)]
     quantity: i64,
 }
@@ -169,11 +170,7 @@ struct Meta {
 }
 
 impl WooOrder {
-    fn into_change(
-        self,
-        marketplace: Line,
-        partial_skips: &[String],
-    ) -> Result<OrderChange, WebhookError> {
+    fn into_change(self, marketplace: Line) -> Result<OrderChange, WebhookError> {
         let key = key(marketplace, self.id)?;
         let billing = self.billing.as_ref();
         let buyer_email = buyer_email([billing.and_then(|b| b.email.as_deref())])?;
@@ -193,12 +190,17 @@ impl WooOrder {
             .as_ref()
             .filter(|s| s.country.as_deref().is_some_and(|c| !c.is_empty()))
             .or(billing);
-        let time_zone =
-            place.and_then(|a| zone::for_address(a.country.as_deref()?, a.state.as_deref()));
+        let time_zone = place.and_then(|a| {
+            crate::import::zone::from_address(
+                a.country.as_deref()?,
+                a.state.as_deref().unwrap_or(""),
+            )
+        });
         let status_text = self.status.as_deref().unwrap_or("");
         let given = match status_text {
             "cancelled" | "failed" | "trash" => Some(OrderStatus::Cancelled),
             "refunded" => Some(OrderStatus::Refunded),
+            _ if !self.refunds.is_empty() => Some(OrderStatus::PartiallyRefunded),
             _ => None,
         };
         // WooCommerce itself knows no shipping: a completed order is one
@@ -218,17 +220,21 @@ impl WooOrder {
         let items = self
             .line_items
             .iter()
+            .filter_map(|l| {
+                let name = decode_entities(l.name.as_deref()?);
+                let quantity = l.quantity.max(1).to_string();
+                Item::parse(&name, &quantity, l.sku.as_deref().unwrap_or(""), "").ok()
+            })
+            .collect();
+        let counts = self
+            .line_items
+            .iter()
             .map(|l| LineCount {
                 id: l.id.to_string(),
                 quantity: l.quantity,
                 refunded: 0,
             })
             .collect();
-        let skip_stages = if given.is_none() && !self.refunds.is_empty() {
-            partial_skips.to_vec()
-        } else {
-            Vec::new()
-        };
         let version = gmt(self.date_modified_gmt.as_deref()).map_or(0, |t| t.timestamp());
         let record = OrderRecord {
             order: Order {
@@ -238,9 +244,9 @@ impl WooOrder {
                 product_name,
                 locale: None,
                 time_zone_source: if time_zone.is_some() {
-                    crate::order::ZoneSource::Order
+                    ZoneSource::Address
                 } else {
-                    crate::order::ZoneSource::Default
+                    ZoneSource::Default
                 },
                 time_zone,
                 shipped_at,
@@ -251,7 +257,7 @@ impl WooOrder {
                 order_url: None,
                 tracking_url,
                 review_url: None,
-                items: Vec::new(),
+                items,
                 extra,
             },
             status_given: given.is_some(),
@@ -260,8 +266,7 @@ impl WooOrder {
         Ok(OrderChange::Upsert {
             record: Box::new(record),
             version: Some(version),
-            items,
-            skip_stages,
+            items: counts,
         })
     }
 
@@ -341,7 +346,7 @@ mod tests {
         let marketplace = Line::parse("marketplace", "woocommerce").unwrap();
         let OrderChange::Upsert {
             record, version, ..
-        } = order.into_change(marketplace, &[]).unwrap()
+        } = order.into_change(marketplace).unwrap()
         else {
             panic!("not an upsert");
         };
