@@ -283,10 +283,7 @@ mod tests {
 
     fn parse(text: &str) -> Result<HttpConfig, HttpConfigError> {
         let raw: RawHttp = toml::from_str(text).unwrap();
-        raw.build(
-            |p| p.to_path_buf(),
-            &["shipment".into(), "review_request".into()],
-        )
+        raw.build(|p| p.to_path_buf())
     }
 
     #[test]
