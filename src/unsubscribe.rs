@@ -173,6 +173,29 @@ pub fn add_to_context(context: &mut tera::Context, links: Option<&ListUnsubscrib
     context.insert("unsubscribe_url", links.map_or("", |l| l.url.as_str()));
 }
 
+/// `check`'s line: whether the links lead somewhere. A base URL with the
+/// listener off is an error: every message would carry a dead link.
+pub fn check(config: &crate::config::Config) -> Result<String, String> {
+    let Some(unsubscribe) = &config.unsubscribe else {
+        return Ok("off (no [unsubscribe]): messages carry no List-Unsubscribe header".into());
+    };
+    if config.http.is_none() {
+        return Err(format!(
+            "base_url {} is set but the listener is off ([http] listen): every link would \
+             lead nowhere",
+            unsubscribe.base_url
+        ));
+    }
+    let mut line = format!("links {}/u/TOKEN, one-click by POST", unsubscribe.base_url);
+    if let Some(mailto) = &unsubscribe.mailto {
+        line.push_str(&format!(", mailto:{mailto}"));
+    }
+    if !unsubscribe.base_url.starts_with("https://") {
+        line.push_str(" (not https: Gmail and Yahoo honour one-click links over https only)");
+    }
+    Ok(line)
+}
+
 /// The link for a token: `BASE/u/TOKEN` (a trailing slash on the base is
 /// not doubled).
 pub fn link(base_url: &str, token: &str) -> String {

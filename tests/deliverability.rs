@@ -49,6 +49,7 @@ mailto = "unsubscribe@test.example"
 secret_file = "unsubscribe.key"
 
 [bounces]
+inbox = "bounces"
 soft_limit = 2
 soft_period = "3d"
 "#,
@@ -218,6 +219,26 @@ on_both_backends! {
             .filter(|l| l["status"] == "unsubscribed")
             .collect();
         assert_eq!(unsubscribed.len(), 1, "{unsubscribed:?}");
+
+        // The bounces inbox: a real feedback report is a complaint, junk
+        // is set aside with its reason. Written beside and renamed, as a
+        // delivery agent does.
+        let arf = std::fs::read_to_string(
+            common::repo().join("tests/data/bounces/sisimai/arf-14.eml"),
+        )
+        .unwrap();
+        for (name, text) in [("complaint.eml", arf.as_str()), ("junk.eml", "hello\n")] {
+            let temporary = env.write(&format!("bounces/.{name}"), text);
+            std::fs::rename(temporary, env.path(&format!("bounces/{name}"))).unwrap();
+        }
+        let handled = eventually(Duration::from_secs(20), || {
+            env.path("bounces/done/complaint.eml").exists()
+                && env.path("bounces/rejected/junk.eml.errors").exists()
+        });
+        assert!(handled, "the bounces inbox was not read");
+        assert!(suppressions(&env)
+            .iter()
+            .any(|s| s["address"] == "kijitora@y.example.com" && s["reason"] == "complained"));
         drop(daemon);
 
         // When the review request's window opens, it is skipped, and no
@@ -361,6 +382,19 @@ closes_after = "5d"
         assert_eq!(out.status.code(), Some(1));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains("junk.eml: not a"), "{stderr}");
+
+        // check: links with the listener on are fine; with it off, an error.
+        let out = env.run(&["check"]);
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("ok    unsubscribe: links http://127.0.0.1:"), "{stdout}");
+        let config = std::fs::read_to_string(env.path("config.toml")).unwrap();
+        let http = config.find("[http]").unwrap();
+        let end = config[http..].find("[unsubscribe]").unwrap() + http;
+        env.write("config.toml", &format!("{}{}", &config[..http], &config[end..]));
+        let out = env.run(&["check"]);
+        assert_eq!(out.status.code(), Some(1));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains("FAIL  unsubscribe: base_url"), "{stdout}");
     }
 }
 

@@ -12,6 +12,7 @@
 //! records it, suppresses the address).
 
 mod fields;
+pub mod inbox;
 pub mod intake;
 
 use mail_parser::{Message, MessageParser, MimeHeaders, PartType};

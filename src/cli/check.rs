@@ -20,6 +20,7 @@ pub(super) async fn run(config: &Path) -> Result<ExitCode> {
     report.line("database", database(&config).await);
     report.line("transport", transport(&config).await);
     report.line("http", http(&config).await);
+    report.line("unsubscribe", crate::unsubscribe::check(&config));
     Ok(super::exit(report.ok))
 }
 

@@ -90,6 +90,10 @@ pub async fn run(
         Some(dir) => Some(watch_inbox(dir, Arc::clone(&inbox_wake))?),
         None => None,
     };
+    let _bounce_watcher = match &engine.config.bounces.inbox {
+        Some(dir) => Some(watch_inbox(dir, Arc::clone(&inbox_wake))?),
+        None => None,
+    };
     let http = start_http(&engine, &inbox_wake).await?;
     let mut template_watcher = watch_templates(&engine.config, wake_sender.clone());
     let watchdog = Watchdog::from_env();
@@ -106,6 +110,9 @@ pub async fn run(
         watchdog.beat_now();
         if let Some(inbox) = engine.config.inbox.clone() {
             process_inbox(&engine, &inbox).await;
+        }
+        if let Some(dir) = engine.config.bounces.inbox.clone() {
+            crate::bounce::inbox::process(&engine.store, engine.config.bounces.soft, &dir).await;
         }
         let now = Utc::now();
         let (result, end) = pass(&engine, now, &watchdog, http.as_ref(), &mut shutdown).await;
