@@ -22,7 +22,7 @@ pub struct BounceArgs {
     /// Files holding one message each; standard input when none.
     files: Vec<PathBuf>,
     /// The instant to record (RFC 3339); default: now.
-    #[arg(long, value_parser = super::time::parse_now)]
+    #[arg(long, value_parser = super::time::parse_time, allow_hyphen_values = true)]
     now: Option<DateTime<Utc>>,
     /// One JSON object per message.
     #[arg(long)]

@@ -25,18 +25,37 @@ pub struct LogsArgs {
     /// Only this outcome.
     #[arg(long, value_enum)]
     status: Option<StageState>,
-    /// From this instant (RFC 3339 or YYYY-MM-DD, UTC).
-    #[arg(long, value_parser = super::time::parse_bound)]
+    /// From this instant (RFC 3339, a date at midnight UTC, or -3d).
+    #[arg(long, value_parser = super::time::parse_time, allow_hyphen_values = true)]
     since: Option<DateTime<Utc>>,
-    /// Before this instant (RFC 3339 or YYYY-MM-DD, UTC).
-    #[arg(long, value_parser = super::time::parse_bound)]
+    /// Before this instant (RFC 3339, a date at midnight UTC, or -3d).
+    #[arg(long, value_parser = super::time::parse_time, allow_hyphen_values = true)]
     until: Option<DateTime<Utc>>,
-    /// At most this many rows.
-    #[arg(long, default_value_t = 50)]
+    /// At most this many rows (1 or more).
+    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..))]
     limit: i64,
     /// One JSON object per line.
     #[arg(long)]
     json: bool,
+}
+
+impl LogsArgs {
+    /// The filters given, as the user wrote them, for "nothing matches".
+    fn filters(&self) -> String {
+        let mut given = Vec::new();
+        let mut add = |flag: &str, value: Option<String>| {
+            if let Some(v) = value {
+                given.push(format!("--{flag} {v}"));
+            }
+        };
+        add("order", self.order.clone());
+        add("email", self.email.clone());
+        add("stage", self.stage.clone());
+        add("status", self.status.map(|s| s.as_str().to_string()));
+        add("since", self.since.map(|t| t.to_rfc3339()));
+        add("until", self.until.map(|t| t.to_rfc3339()));
+        given.join(" ")
+    }
 }
 
 impl From<LogsArgs> for LogQuery {
@@ -65,9 +84,22 @@ impl From<LogsArgs> for LogQuery {
 
 pub(super) async fn run(args: LogsArgs, config: &Path) -> Result<ExitCode> {
     let config = super::load(config)?;
+    if let Some(stage) = &args.stage {
+        super::check_stage(&config, stage)?;
+    }
     let store = Store::open(&config.database_url).await?;
     let json = args.json;
+    let filters = args.filters();
     let entries = store.logs(&args.into()).await?;
+    store.close().await;
+    if entries.is_empty() {
+        if filters.is_empty() {
+            eprintln!("the send log is empty");
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!("no send-log entries match {filters}");
+        return Ok(ExitCode::from(1));
+    }
     print_logs(&entries, json)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -19,6 +19,7 @@ mod suppress;
 mod tick;
 mod time;
 mod values;
+mod why;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -73,6 +74,9 @@ pub enum Command {
     Suppress(suppress::SuppressArgs),
     /// Take in bounces and complaints (DSN, ARF) from files or standard input.
     Bounce(bounce::BounceArgs),
+    /// Every order of a buyer (EMAIL) or with an id (ORDER): each stage,
+    /// what happened or will happen and why, and the latest send-log rows.
+    Why(why::WhyArgs),
 }
 
 /// The binary's whole life after parsing: logging, the runtime, the
@@ -112,6 +116,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lint(args) => lint::run(args, config),
         Command::Suppress(args) => suppress::run(args, config).await,
         Command::Bounce(args) => bounce::run(args, config).await,
+        Command::Why(args) => why::run(args, config).await,
     }
 }
 
@@ -127,6 +132,20 @@ fn load(path: &Path) -> Result<Config> {
         tracing::warn!("{warning}");
     }
     Ok(config)
+}
+
+/// A stage named on the command line: one of the config's, or an error
+/// naming them.
+fn check_stage(config: &Config, name: &str) -> Result<()> {
+    if config.stage(name).is_some() {
+        return Ok(());
+    }
+    let names: Vec<&str> = config.stages.iter().map(|s| s.name.as_str()).collect();
+    anyhow::bail!(
+        "no stage '{name}' in {}; the stages are: {}",
+        config.path.display(),
+        names.join(", ")
+    )
 }
 
 fn exit(success: bool) -> ExitCode {

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::Path;
 use std::process::ExitCode;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use chrono::{DateTime, Utc};
 use clap::Args;
 
@@ -25,16 +25,14 @@ pub struct PreviewArgs {
     /// Print the raw message as it would be handed to the transport.
     #[arg(long)]
     raw: bool,
-    /// The instant for the Date header (RFC 3339); default: now.
-    #[arg(long, value_parser = super::time::parse_now)]
+    /// The instant for the Date header; default: now. RFC 3339, a date, or -3d/+2h.
+    #[arg(long, value_parser = super::time::parse_time, allow_hyphen_values = true)]
     now: Option<DateTime<Utc>>,
 }
 
 pub(super) async fn run(args: PreviewArgs, config: &Path) -> Result<ExitCode> {
     let engine = Engine::open(super::load(config)?).await?;
-    if engine.config.stage(&args.stage).is_none() {
-        bail!("no stage '{}' in config", args.stage);
-    }
+    super::check_stage(&engine.config, &args.stage)?;
     let (order, _) = engine
         .find_order(&args.order, args.marketplace.as_deref())
         .await?;

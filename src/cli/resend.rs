@@ -19,13 +19,14 @@ pub struct ResendArgs {
     /// Marketplace, when the order id exists on several.
     #[arg(long)]
     marketplace: Option<String>,
-    /// The instant to record (RFC 3339); default: now.
-    #[arg(long, value_parser = super::time::parse_now)]
+    /// The instant to record; default: now. RFC 3339, a date, or -3d/+2h.
+    #[arg(long, value_parser = super::time::parse_time, allow_hyphen_values = true)]
     now: Option<DateTime<Utc>>,
 }
 
 pub(super) async fn run(args: ResendArgs, config: &Path) -> Result<ExitCode> {
     let engine = Engine::open(super::load(config)?).await?;
+    super::check_stage(&engine.config, &args.stage)?;
     let state = engine
         .resend(
             &args.order,

@@ -11,8 +11,8 @@ use crate::engine::Engine;
 
 #[derive(Debug, Args)]
 pub struct TickArgs {
-    /// The instant to act for (RFC 3339); default: now.
-    #[arg(long, value_parser = super::time::parse_now)]
+    /// The instant to act for; default: now. RFC 3339, a date, or -3d/+2h.
+    #[arg(long, value_parser = super::time::parse_time, allow_hyphen_values = true)]
     now: Option<DateTime<Utc>>,
 }
 

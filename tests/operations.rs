@@ -1,0 +1,147 @@
+//! Day-to-day operation through the real binary: command-line values
+//! checked, filters that match nothing, and support's lookups (`why`,
+//! `plan --email/--order/--state/--stage`).
+
+mod common;
+
+use common::{Env, CSV_HEADER};
+
+fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Two orders of Ann (one on another marketplace's id space is not
+/// needed: ids are unique here), one of Bob, all shipped on 1 December.
+fn env_with_orders() -> Env {
+    let env = Env::with_defaults();
+    let csv = format!(
+        "{CSV_HEADER}\
+         A1,Ann@Example.com,Ann,Teapot,,2026-12-01T10:00:00Z,2026-12-03T10:00:00Z,delivered,,,\n\
+         A2,ann@example.com,Ann,Mug,,2026-12-01T10:00:00Z,,shipped,,,\n\
+         B1,bob@example.com,Bob,Cup,,2026-12-01T10:00:00Z,,refunded,,,\n"
+    );
+    let out = env.import_csv("orders.csv", &csv);
+    assert!(out.status.success(), "{}", stderr(&out));
+    env.ok(&["tick", "--now", "2026-12-01T12:00:00Z"]);
+    env
+}
+
+#[test]
+fn a_mistyped_value_is_refused_naming_the_valid_ones() {
+    let env = env_with_orders();
+    let cases: [(&[&str], &str); 5] = [
+        (&["logs", "--status", "snet"], "possible values: scheduled"),
+        (
+            &["logs", "--stage", "shipping"],
+            "the stages are: shipment, follow_up, review_request",
+        ),
+        (&["plan", "--stage", "shipping"], "the stages are: shipment"),
+        (
+            &["plan", "--state", "blokced"],
+            "possible values: scheduled",
+        ),
+        (&["logs", "--limit", "0"], "0 is not in 1.."),
+    ];
+    for (args, expected) in cases {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(
+            stdout(&out).is_empty(),
+            "{args:?} printed a table: {}",
+            stdout(&out)
+        );
+    }
+}
+
+#[test]
+fn filters_that_match_nothing_say_so_and_exit_1() {
+    let env = env_with_orders();
+    for (args, expected) in [
+        (
+            &["plan", "--order", "A-000001"][..],
+            "nothing matches --order A-000001",
+        ),
+        (
+            &["logs", "--email", "nobody@example.com"],
+            "no send-log entries match --email nobody@example.com",
+        ),
+        (
+            &["plan", "--state", "failed"],
+            "nothing matches --state failed",
+        ),
+    ] {
+        let out = env.run(args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains(expected),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        assert!(stdout(&out).is_empty(), "{args:?}: {}", stdout(&out));
+    }
+}
+
+#[test]
+fn now_takes_dates_and_relative_times_and_names_the_forms_when_wrong() {
+    let env = env_with_orders();
+    // Midnight on 2 December: the shipment was sent on the 1st, the
+    // follow-up's window (2 to 5 days after delivery) is not open yet.
+    let plan = env.ok(&["plan", "--now", "2026-12-02", "--order", "A1", "--json"]);
+    assert!(plan.contains("\"stage\":\"follow_up\""), "{plan}");
+    let relative = env.run(&["plan", "--now", "-3d", "--order", "A1"]);
+    assert!(relative.status.success(), "{}", stderr(&relative));
+    let out = env.run(&["tick", "--now", "2026-12-"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("RFC 3339") && err.contains("a date (2026-12-08") && err.contains("-3d"),
+        "{err}"
+    );
+    assert!(!err.contains("premature end of input"), "{err}");
+}
+
+on_both_backends! {
+    fn why_shows_every_order_of_a_buyer_with_each_stage_and_the_log() {
+        let env = env_with_orders();
+        let out = env.run(&["why", "ANN@example.com", "--now", "2026-12-01T12:00:00Z"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let text = stdout(&out);
+        assert!(text.contains("order shop/A1 to Ann@Example.com: Teapot"), "{text}");
+        assert!(text.contains("order shop/A2 to ann@example.com: Mug"), "{text}");
+        assert!(!text.contains("B1"), "another buyer's order: {text}");
+        for stage in ["shipment", "follow_up", "review_request"] {
+            assert_eq!(text.matches(&format!("  {stage} ")).count(), 2, "{stage}: {text}");
+        }
+        assert!(text.contains("log #"), "the send log is missing: {text}");
+
+        let refunded = env.ok(&["why", "B1", "--now", "2026-12-01T12:00:00Z"]);
+        assert!(refunded.contains("order shop/B1"), "{refunded}");
+        assert!(refunded.contains("refunded"), "{refunded}");
+
+        let none = env.run(&["why", "nobody@example.com"]);
+        assert_eq!(none.status.code(), Some(1));
+        assert!(stderr(&none).contains("no buyer 'nobody@example.com'"));
+    }
+
+    fn plan_filters_by_email_state_and_stage() {
+        let env = env_with_orders();
+        let lines: Vec<serde_json::Value> = env
+            .ok(&["plan", "--email", "ann@EXAMPLE.com", "--stage", "shipment", "--state", "sent",
+                  "--now", "2026-12-01T12:00:00Z", "--json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let ids: Vec<&str> = lines.iter().map(|l| l["order_id"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["A1", "A2"]);
+        assert!(lines.iter().all(|l| l["stage"] == "shipment" && l["state"] == "sent"));
+    }
+}
