@@ -13,6 +13,8 @@ pub mod cli;
 pub mod config;
 /// `followupd run`: the systemd service loop.
 pub mod daemon;
+/// DKIM signatures for sellers whose relay does not sign.
+pub mod dkim;
 /// Import, plan and tick, tying the parts together.
 pub mod engine;
 /// The HTTP listener: webhooks, the orders API, health and metrics.

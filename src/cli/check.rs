@@ -21,6 +21,7 @@ pub(super) async fn run(config: &Path) -> Result<ExitCode> {
     report.line("transport", transport(&config).await);
     report.line("http", http(&config).await);
     report.line("unsubscribe", crate::unsubscribe::check(&config));
+    report.line("dkim", crate::dkim::check(&config));
     Ok(super::exit(report.ok))
 }
 

@@ -84,7 +84,9 @@ impl Builder<'_> {
         let forbidden = Forbidden::with_locales(&raw.lint.forbidden, &raw.lint.locales)
             .map_err(|e| self.invalid("lint", e.to_string()))?;
         let mut warnings = Vec::new();
-        let transport = self.transport(raw.transport, &mut warnings)?;
+        let mut raw_transport = raw.transport;
+        let dkim = self.dkim(raw_transport.take_dkim())?;
+        let transport = self.transport(raw_transport, &mut warnings)?;
         if raw.retry.max_attempts == 0 {
             return Err(self.invalid("retry.max_attempts", "must be at least 1"));
         }
@@ -138,6 +140,7 @@ impl Builder<'_> {
             http,
             unsubscribe,
             bounces,
+            dkim,
             warnings,
         })
     }

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::build::Builder;
 use super::ConfigError;
+use crate::dkim::DkimSigner;
 use crate::suppress::{Address, SoftBounceLimit};
 use crate::unsubscribe::Signer;
 
@@ -25,6 +26,25 @@ pub(super) struct RawUnsubscribe {
     secret_file: Option<PathBuf>,
     #[serde(default)]
     secret_env: Option<String>,
+}
+
+/// `[transport.dkim]` as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawDkim {
+    domain: String,
+    selector: String,
+    key_file: PathBuf,
+}
+
+impl super::transport::RawTransport {
+    /// Takes `[transport.dkim]` out, whichever the transport.
+    pub(super) fn take_dkim(&mut self) -> Option<RawDkim> {
+        match self {
+            Self::File { dkim, .. } => dkim.take(),
+            Self::Smtp(smtp) => smtp.dkim.take(),
+        }
+    }
 }
 
 /// `[bounces]` as written.
@@ -145,6 +165,47 @@ impl Builder<'_> {
                  `openssl rand -hex 32`)",
             )),
         }
+    }
+
+    pub(super) fn dkim(
+        &self,
+        raw: Option<RawDkim>,
+    ) -> Result<Option<Arc<DkimSigner>>, ConfigError> {
+        let Some(raw) = raw else {
+            return Ok(None);
+        };
+        let valid = |s: &str| {
+            !s.is_empty()
+                && s.split('.').all(|label| {
+                    !label.is_empty()
+                        && label
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                })
+        };
+        if !valid(&raw.domain) {
+            return Err(self.invalid(
+                "transport.dkim.domain",
+                "expected a domain like shop.example",
+            ));
+        }
+        if !valid(&raw.selector) {
+            return Err(self.invalid("transport.dkim.selector", "expected a selector like s2026"));
+        }
+        let path = self.resolve(&raw.key_file);
+        let pem = std::fs::read_to_string(&path).map_err(|e| {
+            self.invalid(
+                "transport.dkim.key_file",
+                format!("cannot read {}: {e}", path.display()),
+            )
+        })?;
+        let signer = DkimSigner::from_pem(&raw.domain, &raw.selector, &pem).map_err(|e| {
+            self.invalid(
+                "transport.dkim.key_file",
+                format!("{}: {e}", path.display()),
+            )
+        })?;
+        Ok(Some(Arc::new(signer)))
     }
 
     pub(super) fn bounces(&self, raw: RawBounces) -> Result<BouncesConfig, ConfigError> {

@@ -96,6 +96,8 @@ pub struct Config {
     pub unsubscribe: Option<UnsubscribeConfig>,
     /// `[bounces]`: where bounce mail arrives, and the soft-bounce limit.
     pub bounces: BouncesConfig,
+    /// `[transport.dkim]`: the signer of every message; `None` without it.
+    pub dkim: Option<std::sync::Arc<crate::dkim::DkimSigner>>,
     /// Things that work but deserve the operator's attention.
     pub warnings: Vec<String>,
 }

@@ -10,7 +10,12 @@ use super::ConfigError;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
 pub(super) enum RawTransport {
-    File { dir: PathBuf },
+    File {
+        dir: PathBuf,
+        /// `[transport.dkim]`, read by `deliverability.rs`.
+        #[serde(default)]
+        dkim: Option<super::deliverability::RawDkim>,
+    },
     Smtp(Box<RawSmtp>),
 }
 
@@ -39,6 +44,9 @@ pub(super) struct RawSmtp {
     pub(super) hello_name: Option<String>,
     #[serde(default = "default_pipelining")]
     pub(super) pipelining: bool,
+    /// `[transport.dkim]`, read by `deliverability.rs`.
+    #[serde(default)]
+    pub(super) dkim: Option<super::deliverability::RawDkim>,
 }
 
 pub(super) fn default_tls() -> TlsMode {
@@ -64,6 +72,7 @@ impl Default for RawTransport {
     fn default() -> Self {
         Self::File {
             dir: "outbox".into(),
+            dkim: None,
         }
     }
 }
@@ -138,7 +147,7 @@ impl Builder<'_> {
         warnings: &mut Vec<String>,
     ) -> Result<TransportConfig, ConfigError> {
         let raw = match raw {
-            RawTransport::File { dir } => {
+            RawTransport::File { dir, .. } => {
                 return Ok(TransportConfig::File {
                     dir: self.resolve(&dir),
                 })
@@ -162,6 +171,7 @@ impl Builder<'_> {
             ca_file,
             hello_name,
             pipelining,
+            dkim: _,
         } = raw;
         let password = self.password(password, password_env, password_file, warnings)?;
         if password.is_some() && username.is_none() {

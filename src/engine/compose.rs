@@ -104,7 +104,12 @@ fn compose(
     let rendered = templates.render(stage, locale, &context)?;
     let fields = order.text_fields();
     let findings = templates.lint(stage, &rendered, &config.forbidden, &fields)?;
-    let outgoing = message::build(order, sender, stage, &rendered, links.as_ref(), now)?;
+    let mut outgoing = message::build(order, sender, stage, &rendered, links.as_ref(), now)?;
+    if let Some(signer) = &config.dkim {
+        outgoing.raw = signer
+            .sign(&outgoing.raw, now)
+            .map_err(|e| message::MessageError::Build(format!("DKIM: {e}")))?;
+    }
     let order_links: Vec<&str> = [&order.order_url, &order.tracking_url, &order.review_url]
         .into_iter()
         .flatten()
