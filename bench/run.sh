@@ -747,3 +747,8 @@ if [ "$PG_ON" = 1 ]; then
 else
     row "6. PostgreSQL" "not run: no server at $PGHOST:$PGPORT" "-" "-" "-" "not measured"
 fi
+# Row 7: the HTTP listener (bench/http.sh, on the same binary).
+if [ "${HTTP_ROW:-1}" = 1 ]; then
+    BIN="$FOLLOWUPD" ROW_ONLY=1 bash "$HERE/http.sh" 2>/dev/null \
+        || row "7. signed Shopify webhooks committed, SQLite (req/s)" "bench/http.sh failed (run it alone to see why)" "-" "-" "-" "not measured"
+fi

@@ -328,14 +328,69 @@ impl ShopifyOrder {
             .iter()
             .find_map(|l| l.title.as_deref().or(l.name.as_deref()))
             .unwrap_or("");
-        let product_name = Line::parse("product_name", product)?;
-        let locale = Line::parse_optional("locale", self.customer_locale.as_deref().unwrap_or(""))?;
         let time_zone = shipping.and_then(|a| {
             crate::import::zone::from_address(
                 a.country_code.as_deref()?,
                 a.province_code.as_deref().unwrap_or(""),
             )
         });
+        let (shipped_at, delivered_at, tracking_url) = self.shipping()?;
+        let given = self.status();
+        let mut extra = BTreeMap::new();
+        if let Some(name) = self.name.as_deref().filter(|n| !n.trim().is_empty()) {
+            Line::parse("order_name", name)?;
+            extra.insert("order_name".to_string(), name.trim().to_string());
+        }
+        let record = OrderRecord {
+            order: Order {
+                key,
+                buyer_email,
+                buyer_name,
+                product_name: Line::parse("product_name", product)?,
+                locale: Line::parse_optional(
+                    "locale",
+                    self.customer_locale.as_deref().unwrap_or(""),
+                )?,
+                time_zone_source: if time_zone.is_some() {
+                    ZoneSource::Address
+                } else {
+                    ZoneSource::Default
+                },
+                time_zone,
+                shipped_at,
+                delivered_at,
+                status: given.unwrap_or(OrderStatus::inferred(
+                    shipped_at.is_some(),
+                    delivered_at.is_some(),
+                )),
+                complaint: false,
+                opted_out: false,
+                order_url: parse_url("order_url", self.order_status_url.as_deref().unwrap_or(""))?,
+                tracking_url,
+                review_url: None,
+                items: self.items(),
+                extra,
+            },
+            status_given: given.is_some(),
+            complaint_given: false,
+        };
+        let version = self
+            .updated_at
+            .as_deref()
+            .and_then(parse_time)
+            .map_or(0, |t| t.timestamp());
+        Ok(OrderChange::Upsert {
+            record: Box::new(record),
+            version: Some(version),
+            items: self.line_counts(),
+        })
+    }
+
+    /// Ship time (the first fulfillment), delivery time (a fulfillment
+    /// Shopify reports delivered) and the first tracking link.
+    fn shipping(
+        &self,
+    ) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<Line>), WebhookError> {
         let shipments = self.fulfillments.iter().filter(|f| !f.is_void());
         let shipped_at = shipments
             .clone()
@@ -351,41 +406,38 @@ impl ShopifyOrder {
             Some(f) => f.tracking_url()?,
             None => None,
         };
-        let financial = self.financial_status.as_deref().unwrap_or("");
-        let given = if self.cancelled_at.as_deref().is_some_and(|c| !c.is_empty()) {
-            Some(OrderStatus::Cancelled)
-        } else if financial == "refunded" {
-            Some(OrderStatus::Refunded)
-        } else if financial == "partially_refunded" {
-            Some(OrderStatus::PartiallyRefunded)
-        } else {
-            None
-        };
-        let status = given.unwrap_or(OrderStatus::inferred(
-            shipped_at.is_some(),
-            delivered_at.is_some(),
-        ));
-        let mut extra = BTreeMap::new();
-        if let Some(name) = self.name.as_deref().filter(|n| !n.trim().is_empty()) {
-            Line::parse("order_name", name)?;
-            extra.insert("order_name".to_string(), name.trim().to_string());
+        Ok((shipped_at, delivered_at, tracking_url))
+    }
+
+    /// The status the order states: cancelled, refunded or partially
+    /// refunded; otherwise it is inferred from the dates (or kept).
+    fn status(&self) -> Option<OrderStatus> {
+        if self.cancelled_at.as_deref().is_some_and(|c| !c.is_empty()) {
+            return Some(OrderStatus::Cancelled);
         }
-        let order_url = parse_url("order_url", self.order_status_url.as_deref().unwrap_or(""))?;
-        let items = self
-            .line_items
+        match self.financial_status.as_deref() {
+            Some("refunded") => Some(OrderStatus::Refunded),
+            Some("partially_refunded") => Some(OrderStatus::PartiallyRefunded),
+            _ => None,
+        }
+    }
+
+    /// `order.items`.
+    fn items(&self) -> Vec<Item> {
+        self.line_items
             .iter()
             .filter_map(|l| {
                 let name = l.title.as_deref().or(l.name.as_deref())?;
                 let quantity = l.quantity.max(1).to_string();
-                Item::parse(
-                    name,
-                    &quantity,
-                    l.sku.as_deref().unwrap_or(""),
-                    l.price.as_deref().unwrap_or(""),
-                )
-                .ok()
+                let sku = l.sku.as_deref().unwrap_or("");
+                Item::parse(name, &quantity, sku, l.price.as_deref().unwrap_or("")).ok()
             })
-            .collect();
+            .collect()
+    }
+
+    /// Each line item's quantity and what the order's refunds took back,
+    /// for telling a later refund full or partial.
+    fn line_counts(&self) -> Vec<LineCount> {
         let mut counts: Vec<LineCount> = self
             .line_items
             .iter()
@@ -401,43 +453,7 @@ impl ShopifyOrder {
                 count.refunded += line.quantity;
             }
         }
-        let version = self
-            .updated_at
-            .as_deref()
-            .and_then(parse_time)
-            .map_or(0, |t| t.timestamp());
-        let record = OrderRecord {
-            order: Order {
-                key,
-                buyer_email,
-                buyer_name,
-                product_name,
-                locale,
-                time_zone_source: if time_zone.is_some() {
-                    ZoneSource::Address
-                } else {
-                    ZoneSource::Default
-                },
-                time_zone,
-                shipped_at,
-                delivered_at,
-                status,
-                complaint: false,
-                opted_out: false,
-                order_url,
-                tracking_url,
-                review_url: None,
-                items,
-                extra,
-            },
-            status_given: given.is_some(),
-            complaint_given: false,
-        };
-        Ok(OrderChange::Upsert {
-            record: Box::new(record),
-            version: Some(version),
-            items: counts,
-        })
+        counts
     }
 }
 

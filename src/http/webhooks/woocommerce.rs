@@ -217,24 +217,6 @@ impl WooOrder {
             Line::parse("order_name", number)?;
             extra.insert("order_name".to_string(), number.trim().to_string());
         }
-        let items = self
-            .line_items
-            .iter()
-            .filter_map(|l| {
-                let name = decode_entities(l.name.as_deref()?);
-                let quantity = l.quantity.max(1).to_string();
-                Item::parse(&name, &quantity, l.sku.as_deref().unwrap_or(""), "").ok()
-            })
-            .collect();
-        let counts = self
-            .line_items
-            .iter()
-            .map(|l| LineCount {
-                id: l.id.to_string(),
-                quantity: l.quantity,
-                refunded: 0,
-            })
-            .collect();
         let version = gmt(self.date_modified_gmt.as_deref()).map_or(0, |t| t.timestamp());
         let record = OrderRecord {
             order: Order {
@@ -257,7 +239,7 @@ impl WooOrder {
                 order_url: None,
                 tracking_url,
                 review_url: None,
-                items,
+                items: self.items(),
                 extra,
             },
             status_given: given.is_some(),
@@ -266,8 +248,32 @@ impl WooOrder {
         Ok(OrderChange::Upsert {
             record: Box::new(record),
             version: Some(version),
-            items: counts,
+            items: self.line_counts(),
         })
+    }
+
+    /// `order.items`, names as the buyer reads them.
+    fn items(&self) -> Vec<Item> {
+        self.line_items
+            .iter()
+            .filter_map(|l| {
+                let name = decode_entities(l.name.as_deref()?);
+                let quantity = l.quantity.max(1).to_string();
+                Item::parse(&name, &quantity, l.sku.as_deref().unwrap_or(""), "").ok()
+            })
+            .collect()
+    }
+
+    /// Each line item's quantity, for telling a later refund full or partial.
+    fn line_counts(&self) -> Vec<LineCount> {
+        self.line_items
+            .iter()
+            .map(|l| LineCount {
+                id: l.id.to_string(),
+                quantity: l.quantity,
+                refunded: 0,
+            })
+            .collect()
     }
 
     /// The tracking link the Shipment Tracking extension keeps in the
