@@ -299,6 +299,9 @@ struct RefundLine {
     quantity: i64,
 }
 
+/// Shipped at, delivered at, tracking link.
+type Shipping = (Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<Line>);
+
 impl ShopifyOrder {
     /// The order as followupd stores it, with its version and line items.
     fn into_change(self, marketplace: Line) -> Result<OrderChange, WebhookError> {
@@ -388,9 +391,7 @@ impl ShopifyOrder {
 
     /// Ship time (the first fulfillment), delivery time (a fulfillment
     /// Shopify reports delivered) and the first tracking link.
-    fn shipping(
-        &self,
-    ) -> Result<(Option<DateTime<Utc>>, Option<DateTime<Utc>>, Option<Line>), WebhookError> {
+    fn shipping(&self) -> Result<Shipping, WebhookError> {
         let shipments = self.fulfillments.iter().filter(|f| !f.is_void());
         let shipped_at = shipments
             .clone()
