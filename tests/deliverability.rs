@@ -52,10 +52,20 @@ secret_file = "unsubscribe.key"
 inbox = "bounces"
 soft_limit = 2
 soft_period = "3d"
+
+[bounces.mailgun]
+signing_key_file = "mailgun.key"
+
+[bounces.postmark]
+username = "followupd"
+password_file = "postmark.pass"
 "#,
         smtp = smtp.port
     )
 }
+
+const MAILGUN_KEY: &str = "key-3ax6xnjp29jd6fds4gc373sgvjxteol0";
+const POSTMARK_PASSWORD: &str = "a-long-postmark-password";
 
 fn setup() -> (Env, SmtpServer, u16) {
     let smtp = SmtpServer::start(&[]);
@@ -65,6 +75,8 @@ fn setup() -> (Env, SmtpServer, u16) {
         "unsubscribe.key",
         "3f9c2b7e5d1a48c6b0e7f2a9d4c8b1e6a5f0d3c7b2e9a4f8c1d6b0e5a7f2c9d4\n",
     );
+    env.write("mailgun.key", &format!("{MAILGUN_KEY}\n"));
+    env.write("postmark.pass", &format!("{POSTMARK_PASSWORD}\n"));
     (env, smtp, port)
 }
 
@@ -101,19 +113,31 @@ impl Drop for Daemon {
     }
 }
 
-/// One HTTP/1.1 request on its own connection: (status, body).
+/// One HTTP/1.1 request on its own connection: (status, body). A POST
+/// carries RFC 8058's one-click body.
 fn http(port: u16, method: &str, path: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return (0, String::new());
-    };
     let body = if method == "POST" {
         "List-Unsubscribe=One-Click"
     } else {
         ""
     };
+    request(
+        port,
+        method,
+        path,
+        "Content-Type: application/x-www-form-urlencoded\r\n",
+        body,
+    )
+}
+
+/// One request with extra header lines (each ending in CRLF) and a body.
+fn request(port: u16, method: &str, path: &str, headers: &str, body: &str) -> (u16, String) {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return (0, String::new());
+    };
     let request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n{headers}\
+         Content-Length: {}\r\n\r\n{body}",
         body.len()
     );
     stream.write_all(request.as_bytes()).unwrap();
@@ -396,6 +420,99 @@ closes_after = "5d"
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(stdout.contains("FAIL  unsubscribe: base_url"), "{stdout}");
     }
+
+    // Relay webhooks: Mailgun's signed events (a permanent failure of our
+    // shipment notice, matched by its Message-ID; a complaint) and
+    // Postmark's basic-auth ones (a hard bounce matched by recipient, a
+    // spam complaint); forged, stale and unauthenticated requests change
+    // nothing.
+    fn relay_webhooks_are_authenticated_and_suppress() {
+        let (env, smtp, port) = setup();
+        env.import_csv(
+            "orders.csv",
+            "order_id,buyer_email,product_name,shipped_at\n\
+             M-1,invalid@example.com,Oak Lamp,-1h\nP-1,bounce@example.com,Oak Lamp,-1h\n",
+        );
+        env.ok(&["tick", "--now", &now_plus(0)]);
+        assert_eq!(smtp.received().len(), 2);
+        let ours = smtp
+            .received_ids()
+            .into_iter()
+            .find(|id| id.contains("M-1"))
+            .unwrap();
+        let _daemon = Daemon::start(&env, port);
+        let sample = |name: &str| {
+            std::fs::read_to_string(
+                common::repo().join(format!("tests/data/bounces/webhooks/{name}")),
+            )
+            .unwrap()
+        };
+        let mailgun = |payload: &str, key: &str, timestamp: i64| {
+            let mut value: Value = serde_json::from_str(payload).unwrap();
+            let token = "1234567890abcdef1234567890abcdef";
+            let tag = ring::hmac::sign(
+                &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, key.as_bytes()),
+                format!("{timestamp}{token}").as_bytes(),
+            );
+            let hex: String = tag.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+            value["signature"] = serde_json::json!({
+                "timestamp": timestamp.to_string(), "token": token, "signature": hex
+            });
+            let body = value.to_string();
+            request(port, "POST", "/webhooks/mailgun", "Content-Type: application/json\r\n", &body)
+        };
+        let now = chrono::Utc::now().timestamp();
+        let failed = sample("mailgun-failed-permanent.json")
+            .replace("20180812214658.1.0DF563D0B3597700@example.org", ours.trim_matches(['<', '>']));
+        assert_eq!(mailgun(&failed, "wrong-key", now).0, 401);
+        assert_eq!(mailgun(&failed, MAILGUN_KEY, now - 3600).0, 401);
+        assert!(suppressions(&env).is_empty());
+        assert_eq!(mailgun(&failed, MAILGUN_KEY, now), (200, "recorded\n".into()));
+        assert_eq!(mailgun(&sample("mailgun-complained.json"), MAILGUN_KEY, now).0, 200);
+
+        let basic = |user: &str, password: &str| {
+            use base64::Engine as _;
+            let credentials = base64::engine::general_purpose::STANDARD
+                .encode(format!("{user}:{password}"));
+            format!("Authorization: Basic {credentials}\r\nContent-Type: application/json\r\n")
+        };
+        let bounce = sample("postmark-bounce.json");
+        let json = "Content-Type: application/json\r\n";
+        assert_eq!(request(port, "POST", "/webhooks/postmark", json, &bounce).0, 401);
+        let wrong = basic("followupd", "not-the-password-at-all");
+        assert_eq!(request(port, "POST", "/webhooks/postmark", &wrong, &bounce).0, 401);
+        assert_eq!(suppressions(&env).len(), 2);
+        let right = basic("followupd", POSTMARK_PASSWORD);
+        assert_eq!(request(port, "POST", "/webhooks/postmark", &right, &bounce).0, 200);
+        let spam = sample("postmark-spam-complaint.json");
+        assert_eq!(request(port, "POST", "/webhooks/postmark", &right, &spam).0, 200);
+
+        let reasons: Vec<(String, String)> = suppressions(&env)
+            .iter()
+            .map(|s| (s["address"].as_str().unwrap().into(), s["reason"].as_str().unwrap().into()))
+            .collect();
+        for expected in [
+            ("invalid@example.com", "bounced"),
+            ("recipient@example.com", "complained"),
+            ("bounce@example.com", "bounced"),
+            ("spam@example.com", "complained"),
+        ] {
+            assert!(
+                reasons.iter().any(|(a, r)| a == expected.0 && r == expected.1),
+                "{expected:?} not in {reasons:?}"
+            );
+        }
+        for (email, order) in [("invalid@example.com", "M-1"), ("bounce@example.com", "P-1")] {
+            let rows: Vec<Value> = logs(&env, email)
+                .into_iter()
+                .filter(|l| l["status"] == "bounced")
+                .collect();
+            assert_eq!(rows.len(), 1, "{email}: {rows:?}");
+            assert_eq!(rows[0]["order_id"], order);
+            assert_eq!(rows[0]["stage"], "shipment");
+        }
+    }
+
 }
 
 /// The address of a DSN's first Final-Recipient.

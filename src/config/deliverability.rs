@@ -57,6 +57,10 @@ pub(super) struct RawBounces {
     soft_limit: u32,
     #[serde(default = "default_soft_period")]
     soft_period: String,
+    #[serde(default)]
+    mailgun: Option<RawMailgun>,
+    #[serde(default)]
+    postmark: Option<RawPostmark>,
 }
 
 impl Default for RawBounces {
@@ -65,7 +69,47 @@ impl Default for RawBounces {
             inbox: None,
             soft_limit: default_soft_limit(),
             soft_period: default_soft_period(),
+            mailgun: None,
+            postmark: None,
         }
+    }
+}
+
+/// `[bounces.mailgun]` as written: the webhook signing key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMailgun {
+    #[serde(default)]
+    signing_key_file: Option<PathBuf>,
+    #[serde(default)]
+    signing_key_env: Option<String>,
+}
+
+/// `[bounces.postmark]` as written: the basic-auth credentials put in the
+/// webhook's URL at Postmark.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPostmark {
+    username: String,
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    password_env: Option<String>,
+}
+
+/// A relay's secret; never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RelaySecret(Vec<u8>);
+
+impl RelaySecret {
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for RelaySecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RelaySecret([redacted])")
     }
 }
 
@@ -97,6 +141,11 @@ pub struct BouncesConfig {
     pub inbox: Option<PathBuf>,
     /// Temporary failures that put an address on the list.
     pub soft: SoftBounceLimit,
+    /// Mailgun's webhook signing key: `POST /webhooks/mailgun` is on.
+    pub mailgun: Option<RelaySecret>,
+    /// Postmark's basic-auth user and password: `POST /webhooks/postmark`
+    /// is on.
+    pub postmark: Option<(String, RelaySecret)>,
 }
 
 impl Builder<'_> {
@@ -122,8 +171,12 @@ impl Builder<'_> {
             .map(Address::parse)
             .transpose()
             .map_err(|e| self.invalid("unsubscribe.mailto", e.to_string()))?;
-        let secret =
-            self.unsubscribe_secret(raw.secret_file.as_deref(), raw.secret_env.as_deref())?;
+        let secret = self.secret(
+            "unsubscribe",
+            "secret",
+            raw.secret_file.as_deref(),
+            raw.secret_env.as_deref(),
+        )?;
         let signer = Signer::new(&secret)
             .map_err(|e| self.invalid("unsubscribe.secret_file", e.to_string()))?;
         Ok(Some(UnsubscribeConfig {
@@ -135,8 +188,10 @@ impl Builder<'_> {
 
     /// The secret's bytes, trimmed of the line break a file usually ends
     /// with. Never part of an error message.
-    fn unsubscribe_secret(
+    fn secret(
         &self,
+        section: &str,
+        what: &str,
         file: Option<&Path>,
         env: Option<&str>,
     ) -> Result<Vec<u8>, ConfigError> {
@@ -145,7 +200,7 @@ impl Builder<'_> {
                 let path = self.resolve(file);
                 let text = std::fs::read(&path).map_err(|e| {
                     self.invalid(
-                        "unsubscribe.secret_file",
+                        format!("{section}.{what}_file"),
                         format!("cannot read {}: {e}", path.display()),
                     )
                 })?;
@@ -155,14 +210,13 @@ impl Builder<'_> {
                 .map(|v| v.trim().as_bytes().to_vec())
                 .map_err(|_| {
                     self.invalid(
-                        "unsubscribe.secret_env",
+                        format!("{section}.{what}_env"),
                         format!("the environment variable {var} is not set"),
                     )
                 }),
             _ => Err(self.invalid(
-                "unsubscribe",
-                "give exactly one of secret_file or secret_env (32 bytes or more, e.g. \
-                 `openssl rand -hex 32`)",
+                section,
+                format!("give exactly one of {what}_file or {what}_env"),
             )),
         }
     }
@@ -215,7 +269,36 @@ impl Builder<'_> {
         let period = self.std_duration("bounces.soft_period", &raw.soft_period)?;
         let within = chrono::Duration::from_std(period)
             .map_err(|_| self.invalid("bounces.soft_period", "is too long"))?;
+        let mailgun = match raw.mailgun {
+            Some(m) => Some(RelaySecret(self.secret(
+                "bounces.mailgun",
+                "signing_key",
+                m.signing_key_file.as_deref(),
+                m.signing_key_env.as_deref(),
+            )?)),
+            None => None,
+        };
+        let postmark = match raw.postmark {
+            Some(p) => {
+                let password = self.secret(
+                    "bounces.postmark",
+                    "password",
+                    p.password_file.as_deref(),
+                    p.password_env.as_deref(),
+                )?;
+                if p.username.is_empty() || p.username.contains(':') || password.len() < 16 {
+                    return Err(self.invalid(
+                        "bounces.postmark",
+                        "a username without ':' and a password of 16 characters or more",
+                    ));
+                }
+                Some((p.username, RelaySecret(password)))
+            }
+            None => None,
+        };
         Ok(BouncesConfig {
+            mailgun,
+            postmark,
             inbox: raw.inbox.as_deref().map(|p| self.resolve(p)),
             soft: SoftBounceLimit {
                 count: raw.soft_limit,

@@ -36,6 +36,7 @@ use crate::store::{ChangeWriter, Store};
 mod api;
 mod health;
 mod metrics;
+mod relays;
 mod unsubscribe;
 mod webhooks;
 
@@ -177,6 +178,8 @@ fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/metrics", get(metrics::scrape))
+        .route("/webhooks/mailgun", post(relays::mailgun))
+        .route("/webhooks/postmark", post(relays::postmark))
         .route(
             "/u/{token}",
             get(unsubscribe::page).post(unsubscribe::confirm),
