@@ -183,6 +183,9 @@ async fn start(
     if settled > 0 {
         tracing::warn!(settled, "settled sends left in doubt by the previous run");
     }
+    engine
+        .requeue_blocked_if_content_changed(Utc::now())
+        .await?;
     for file in &options.import {
         import_one(&engine, file).await;
     }

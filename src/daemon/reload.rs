@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::Utc;
 use sd_notify::NotifyState;
 use tokio::sync::mpsc;
 
@@ -70,6 +71,7 @@ pub(super) async fn reload(engine: &mut Engine, config_path: &Path, why: &str) {
     match load_new_set(engine, config_path).await {
         Ok(()) => {
             tracing::info!("reload done");
+            replan(engine).await;
             let status = status_line(engine, "reloaded").await;
             notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
         }
@@ -80,6 +82,18 @@ pub(super) async fn reload(engine: &mut Engine, config_path: &Path, why: &str) {
             let status = format!("reload failed, running on previous set: {first}");
             notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
         }
+    }
+}
+
+/// Looks at every open stage again under the new settings, and composes
+/// blocked stages again if the templates or forbidden lists changed.
+async fn replan(engine: &Engine) {
+    match engine.replan().await {
+        Ok(flagged) => tracing::info!(flagged, "open stages re-planned under the new settings"),
+        Err(e) => tracing::error!(error = %e, "cannot re-plan open stages"),
+    }
+    if let Err(e) = engine.requeue_blocked_if_content_changed(Utc::now()).await {
+        tracing::error!(error = %e, "cannot requeue blocked stages");
     }
 }
 

@@ -29,6 +29,7 @@ mod compose;
 mod deliver;
 mod pass;
 mod plan;
+mod requeue;
 
 pub use compose::{ComposeError, Preview};
 pub use plan::{plan_order, PlanLine};
@@ -105,6 +106,8 @@ pub struct TickSummary {
     pub sent: u64,
     pub retrying: u64,
     pub failed: u64,
+    /// Sends in doubt: the server may or may not have the message.
+    pub unknown: u64,
     pub blocked: u64,
     pub skipped: u64,
     pub expired: u64,
@@ -118,6 +121,7 @@ impl TickSummary {
             StageState::Sent => self.sent += 1,
             StageState::Retrying => self.retrying += 1,
             StageState::Failed => self.failed += 1,
+            StageState::Unknown => self.unknown += 1,
             StageState::Blocked => self.blocked += 1,
             StageState::Skipped => self.skipped += 1,
             StageState::Expired => self.expired += 1,
@@ -129,6 +133,7 @@ impl TickSummary {
         self.sent += other.sent;
         self.retrying += other.retrying;
         self.failed += other.failed;
+        self.unknown += other.unknown;
         self.blocked += other.blocked;
         self.skipped += other.skipped;
         self.expired += other.expired;
@@ -140,10 +145,11 @@ impl std::fmt::Display for TickSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "sent {}, retrying {}, failed {}, blocked {}, skipped {}, expired {}, errors {}",
+            "sent {}, retrying {}, failed {}, unknown {}, blocked {}, skipped {}, expired {}, errors {}",
             self.sent,
             self.retrying,
             self.failed,
+            self.unknown,
             self.blocked,
             self.skipped,
             self.expired,
@@ -275,9 +281,11 @@ impl Engine {
     }
 
     /// Sends everything due at `now` and records every decision. In-doubt
-    /// sends left by a dead process are settled first.
+    /// sends left by a dead process are settled first, and blocked stages
+    /// requeued if the templates or forbidden lists changed.
     pub async fn tick(&self, now: DateTime<Utc>) -> Result<TickSummary, EngineError> {
         self.recover_in_flight(now).await?;
+        self.requeue_blocked_if_content_changed(now).await?;
         self.run_due(now, &TickControl::default()).await
     }
 

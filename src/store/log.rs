@@ -100,7 +100,7 @@ impl Store {
     }
 
     /// The figures for the service status line: stages due now, messages
-    /// sent since `since`, stages retrying, stages blocked.
+    /// sent since `since`, stages retrying, blocked and in doubt.
     pub async fn status_summary(
         &self,
         now: DateTime<Utc>,
@@ -124,6 +124,7 @@ impl Store {
             sent_today: sent,
             retrying: counts.get("retrying").copied().unwrap_or(0),
             blocked: counts.get("blocked").copied().unwrap_or(0),
+            unknown: counts.get("unknown").copied().unwrap_or(0),
         })
     }
 }

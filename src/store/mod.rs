@@ -26,6 +26,7 @@ mod log;
 mod lookup;
 mod pool;
 mod records;
+mod replan;
 mod sqlite;
 pub use lookup::OrderWithStages;
 mod suppressions;

@@ -167,14 +167,16 @@ pub struct StatusSummary {
     pub sent_today: i64,
     pub retrying: i64,
     pub blocked: i64,
+    /// Stages whose last send is in doubt.
+    pub unknown: i64,
 }
 
 impl std::fmt::Display for StatusSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "due {}, sent today {}, retrying {}, blocked {}",
-            self.due, self.sent_today, self.retrying, self.blocked
+            "due {}, sent today {}, retrying {}, blocked {}, unknown {}",
+            self.due, self.sent_today, self.retrying, self.blocked, self.unknown
         )
     }
 }
