@@ -243,6 +243,15 @@ on_both_backends! {
             .filter(|l| l["status"] == "unsubscribed")
             .collect();
         assert_eq!(unsubscribed.len(), 1, "{unsubscribed:?}");
+        let (_, metrics) = http(port, "GET", "/metrics");
+        assert!(
+            metrics.contains("followupd_suppressed_addresses{reason=\"unsubscribed\"} 1"),
+            "{metrics}"
+        );
+        assert!(
+            metrics.contains("followupd_messages_total{stage=\"-\",outcome=\"unsubscribed\"} 1"),
+            "{metrics}"
+        );
 
         // The bounces inbox: a real feedback report is a complaint, junk
         // is set aside with its reason. Written beside and renamed, as a
@@ -315,9 +324,10 @@ on_both_backends! {
         let list = suppressions(&env);
         assert_eq!(list.len(), 1);
         assert_eq!(list[0]["reason"], "bounced");
-        let bounced: Vec<Value> = logs(&env, "gone@example.org")
-            .into_iter()
-            .filter(|l| l["status"] == "bounced")
+        let bounced: Vec<Value> = env
+            .ok(&["logs", "--status", "bounced", "--json"])
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
             .collect();
         assert_eq!(bounced.len(), 1, "{bounced:?}");
         assert_eq!(bounced[0]["stage"], "shipment");

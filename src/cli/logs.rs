@@ -22,9 +22,10 @@ pub struct LogsArgs {
     /// Only this stage.
     #[arg(long)]
     stage: Option<String>,
-    /// Only this outcome.
-    #[arg(long, value_enum)]
-    status: Option<StageState>,
+    /// Only this outcome: a stage state (sent, failed, blocked, …) or what
+    /// came back later (bounced, complained, unsubscribed).
+    #[arg(long, value_parser = statuses())]
+    status: Option<String>,
     /// From this instant (RFC 3339, a date at midnight UTC, or -3d).
     #[arg(long, value_parser = super::time::parse_time, allow_hyphen_values = true)]
     since: Option<DateTime<Utc>>,
@@ -51,11 +52,22 @@ impl LogsArgs {
         add("order", self.order.clone());
         add("email", self.email.clone());
         add("stage", self.stage.clone());
-        add("status", self.status.map(|s| s.as_str().to_string()));
+        add("status", self.status.clone());
         add("since", self.since.map(|t| t.to_rfc3339()));
         add("until", self.until.map(|t| t.to_rfc3339()));
         given.join(" ")
     }
+}
+
+/// The send-log statuses: the stage states, then the events recorded
+/// after a send.
+fn statuses() -> clap::builder::PossibleValuesParser {
+    let states = StageState::ALL.iter().map(|s| s.as_str());
+    clap::builder::PossibleValuesParser::new(states.chain([
+        "bounced",
+        "complained",
+        "unsubscribed",
+    ]))
 }
 
 impl From<LogsArgs> for LogQuery {
@@ -74,7 +86,7 @@ impl From<LogsArgs> for LogQuery {
             order_id: order,
             email,
             stage,
-            status: status.map(|s| s.as_str().to_string()),
+            status,
             since,
             until,
             limit,

@@ -59,6 +59,7 @@ pub struct Metrics {
     send_duration: Histogram,
     due: Gauge,
     retrying: Gauge,
+    suppressed: Family<Labels<1>, Gauge>,
     /// The last send-log id counted.
     scanned: Mutex<i64>,
 }
@@ -123,6 +124,12 @@ impl Metrics {
             "Stages waiting to retry after a temporary failure",
             retrying.clone(),
         );
+        let suppressed = Family::<Labels<1>, Gauge>::default();
+        registry.register(
+            "suppressed_addresses",
+            "Addresses on the suppression list, by reason (unsubscribed, bounced, complained, manual)",
+            suppressed.clone(),
+        );
         registry.register(
             "build",
             "The running build",
@@ -138,6 +145,7 @@ impl Metrics {
             send_duration,
             due,
             retrying,
+            suppressed,
             scanned: Mutex::new(0),
         }
     }
@@ -183,6 +191,16 @@ impl Metrics {
         .await?;
         self.due.set(due);
         self.retrying.set(retrying);
+        let counts = store.suppression_counts().await?;
+        for reason in crate::suppress::Reason::ALL {
+            let n = counts
+                .iter()
+                .find(|(r, _)| *r == reason)
+                .map_or(0, |(_, n)| *n);
+            self.suppressed
+                .get_or_create(&[("reason", reason.as_str().to_string())])
+                .set(n);
+        }
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut text, &self.registry);

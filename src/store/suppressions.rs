@@ -176,6 +176,22 @@ impl Store {
         Ok(found)
     }
 
+    /// How many addresses are on the list for each reason.
+    pub async fn suppression_counts(&self) -> Result<Vec<(Reason, i64)>, StoreError> {
+        let rows = sqlx::query("SELECT reason, COUNT(*) FROM suppressions GROUP BY reason")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut counts = Vec::new();
+        for row in &rows {
+            let reason: String = row.try_get(0)?;
+            // A reason this build does not know is left out, not an error.
+            if let Ok(reason) = reason.parse::<Reason>() {
+                counts.push((reason, row.try_get::<i64, _>(1)?));
+            }
+        }
+        Ok(counts)
+    }
+
     /// The whole list, newest first.
     pub async fn suppressions(&self) -> Result<Vec<Suppression>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM suppressions ORDER BY created_at DESC, address");
