@@ -423,6 +423,29 @@ impl Item {
     }
 }
 
+impl Item {
+    /// Items as stored (the JSON array their `Serialize` writes), each
+    /// parsed again.
+    pub fn from_stored(json: &str) -> Result<Vec<Self>, String> {
+        #[derive(serde::Deserialize)]
+        struct Stored {
+            name: String,
+            quantity: u32,
+            sku: Option<String>,
+            price: Option<String>,
+        }
+        let stored: Vec<Stored> = serde_json::from_str(json).map_err(|e| e.to_string())?;
+        stored
+            .into_iter()
+            .map(|i| {
+                let (sku, price) = (i.sku.unwrap_or_default(), i.price.unwrap_or_default());
+                Self::parse(&i.name, &i.quantity.to_string(), &sku, &price)
+                    .map_err(|e| e.to_string())
+            })
+            .collect()
+    }
+}
+
 /// Where an order's time zone came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

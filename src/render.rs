@@ -394,6 +394,28 @@ fn describe_tera_error(e: &tera::Error, files: &BTreeMap<String, (String, String
     }
 }
 
+/// `order.items` as templates see it: never empty (an order imported with a
+/// product name alone is one item of it), so a template can always loop.
+fn items(order: &Order) -> Vec<Value> {
+    if order.items.is_empty() {
+        return vec![json!({
+            "name": order.product_name.as_str(), "quantity": 1, "sku": "", "price": "",
+        })];
+    }
+    order
+        .items
+        .iter()
+        .map(|i| {
+            json!({
+                "name": i.name.as_str(),
+                "quantity": i.quantity,
+                "sku": i.sku.as_ref().map_or("", |v| v.as_str()),
+                "price": i.price.as_ref().map_or("", |v| v.as_str()),
+            })
+        })
+        .collect()
+}
+
 /// The variables a template sees. Optional order fields are always present
 /// (as an empty string when unknown) so a template can test them with
 /// `{% if %}` while a misspelt name is still an error.
@@ -423,6 +445,7 @@ pub fn context(order: &Order, sender: &Sender, stage: &str, zone: chrono_tz::Tz)
             "product_name": order.product_name.as_str(),
             "locale": text(&order.locale),
             "time_zone": zone.name(),
+            "items": items(order),
             "status": order.status.as_str(),
             "shipped_at": instant(order.shipped_at),
             "shipped_on": date(order.shipped_at),

@@ -267,3 +267,97 @@ fn an_invisible_character_does_not_make_a_second_marketplace_or_order() {
         "imported 0, updated 1, rejected 0"
     );
 }
+
+#[test]
+fn plan_says_where_each_buyers_zone_came_from() {
+    let env = Env::with_defaults();
+    env.ok(&[
+        "import",
+        "--from",
+        "woocommerce",
+        &sample("woocommerce-orders.json"),
+    ]);
+    env.ok(&[
+        "import",
+        "--from",
+        "amazon",
+        &sample("amazon-order-report.txt"),
+    ]);
+    let out = env.import_csv(
+        "own.csv",
+        "order_id,buyer_email,product_name,time_zone\nZ1,z@example.com,Lamp,Asia/Tokyo\nZ2,y@example.com,Lamp,\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lines = env.plan("2017-03-22T20:00:00Z");
+    let zone = |order: &str| {
+        let line = lines
+            .iter()
+            .find(|l| l["order_id"] == order)
+            .unwrap_or_else(|| panic!("no plan line for {order}"));
+        (
+            line["time_zone"].as_str().unwrap().to_string(),
+            line["time_zone_source"].as_str().unwrap().to_string(),
+        )
+    };
+    // WooCommerce's sample ships to San Francisco, CA and to Rio de Janeiro.
+    assert_eq!(
+        zone("727"),
+        ("America/Los_Angeles".into(), "address".into())
+    );
+    assert_eq!(zone("723"), ("America/Sao_Paulo".into(), "address".into()));
+    // Amazon's: Alaska, with the state's own zone.
+    assert_eq!(
+        zone("234-5678901-2345678"),
+        ("America/Anchorage".into(), "address".into())
+    );
+    assert_eq!(zone("Z1"), ("Asia/Tokyo".into(), "order".into()));
+    assert_eq!(zone("Z2"), ("UTC".into(), "default".into()));
+    let table = env.ok(&["plan", "--now", "2017-03-22T20:00:00Z", "--order", "727"]);
+    assert!(table.contains("America/Los_Angeles (address)"), "{table}");
+}
+
+#[test]
+fn every_line_item_reaches_the_message_and_the_lint() {
+    let env = Env::with_defaults();
+    let header = "Name,Email,Financial Status,Fulfillment Status,Fulfilled at,Lineitem name,Lineitem quantity,Shipping Name,Shipping Country";
+    let csv = format!(
+        "{header}\n\
+         #1,a@example.com,paid,fulfilled,2026-01-05 10:00:00 +0000,Oak Lamp,1,Ann Lee,GB\n\
+         #1,a@example.com,,,,Linen Shade,2,,\n\
+         #2,b@example.com,paid,fulfilled,2026-01-05 10:00:00 +0000,Oak Lamp,1,Bo Ek,GB\n\
+         #2,b@example.com,,,,Baby Changing Pad,1,,\n\
+         #3,c@example.com,paid,fulfilled,2026-01-05 10:00:00 +0000,Oak Lamp,1,Cy Oh,GB\n"
+    );
+    let file = env.write("orders_export.csv", &csv);
+    let out = env.ok(&["import", "--from", "shopify", file.to_str().unwrap()]);
+    assert_eq!(out.trim(), "imported 3, updated 0, rejected 0");
+    let now = "2026-01-05T12:00:00Z";
+    let preview = |order: &str| {
+        let out = env.run(&[
+            "preview", "--order", order, "--stage", "shipment", "--now", now,
+        ]);
+        let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        (out.status.code(), shown)
+    };
+    let (code, several) = preview("#1");
+    assert_eq!(code, Some(0), "{several}");
+    assert!(
+        several.contains("Subject: Your order is on its way: Oak Lamp and 1 more"),
+        "{several}"
+    );
+    assert!(
+        several.contains("- 1 × Oak Lamp") && several.contains("- 2 × Linen Shade"),
+        "{several}"
+    );
+    let (_, one) = preview("#3");
+    assert!(
+        one.contains("Subject: Your Oak Lamp is on its way"),
+        "{one}"
+    );
+    assert!(!one.contains(" × "), "{one}");
+    // A forbidden word in the second item's name blocks the message and
+    // says which item it came from.
+    let (code, blocked) = preview("#2");
+    assert_eq!(code, Some(1), "{blocked}");
+    assert!(blocked.contains("order.items[1].name"), "{blocked}");
+}

@@ -34,6 +34,9 @@ pub(super) fn init(service: bool) {
             .with_target(false)
             .init();
     } else {
-        logs.init();
+        // Colour codes only where a person reads them: a log redirected to
+        // a file or a pipe gets plain text.
+        use std::io::IsTerminal;
+        logs.with_ansi(std::io::stderr().is_terminal()).init();
     }
 }

@@ -195,7 +195,7 @@ pub(super) async fn order_plan(
 }
 
 const HEADER: &str = "ORDER                STAGE          STATE        LANG  ANCHOR       \
-     WINDOW (UTC)                         NEXT SEND (UTC)      REASON";
+     WINDOW (UTC)                         NEXT SEND (UTC)      ZONE (FROM)                      REASON";
 
 fn plan_row(line: &PlanLine) -> String {
     let (anchor, window) = match &line.window {
@@ -213,8 +213,9 @@ fn plan_row(line: &PlanLine) -> String {
         .next_send
         .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_else(|| "-".into());
+    let zone = format!("{} ({})", line.time_zone, line.time_zone_source.as_str());
     format!(
-        "{:<20} {:<14} {:<12} {:<5} {:<12} {:<36} {:<20} {}",
+        "{:<20} {:<14} {:<12} {:<5} {:<12} {:<36} {:<20} {:<32} {}",
         line.order_id,
         line.stage,
         line.state,
@@ -222,6 +223,7 @@ fn plan_row(line: &PlanLine) -> String {
         anchor.split(' ').next().unwrap_or("-"),
         window,
         next,
+        zone,
         line.reason
     )
 }

@@ -29,6 +29,10 @@ pub struct PlanLine {
     pub reason: String,
     /// The language whose templates the stage uses.
     pub locale: String,
+    /// The buyer's zone the window and sending hours are reckoned in.
+    pub time_zone: String,
+    /// Where it came from: the order, its shipping address, or `[defaults]`.
+    pub time_zone_source: crate::order::ZoneSource,
 }
 
 impl Engine {
@@ -96,6 +100,8 @@ pub fn plan_order(
                 .select(&spec.name, order.locale.as_ref().map(|l| l.as_str()))
                 .map(|(_, locale)| locale)
                 .unwrap_or_default(),
+            time_zone: order.zone_or(config.rules.default_zone).name().to_string(),
+            time_zone_source: order.time_zone_source,
         };
         if matches!(row.state, StageState::Scheduled | StageState::Retrying) {
             let evaluation = evaluate_stage(

@@ -31,7 +31,7 @@ use crate::import::OrderRecord;
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// Parameters per order row in [`upsert_orders_sql`].
-const ORDER_PARAMS: usize = 18;
+const ORDER_PARAMS: usize = 20;
 
 /// Page cache of the import connection, in KiB (SQLite's default is 2 MiB):
 /// keeps the B-tree pages an import revisits in memory instead of reading
@@ -145,8 +145,8 @@ fn upsert_rows(
             tx.prepare_cached(&stage_upsert_sql(Backend::Sqlite, 1, stages.len()))?;
         let now = Param::Int(Some(now));
         for record in records {
-            let extra = extra_json(record);
-            let fields = order_params(record, &extra);
+            let texts = OrderTexts::of(record);
+            let fields = order_params(record, &texts);
             tally.count(upsert.query_row(
                 rusqlite::params_from_iter([now, now].iter().chain(&fields)),
                 |row| row.get(0),
@@ -183,7 +183,7 @@ pub(super) async fn upsert_on_connection(
     };
     let mut tally = Tally::default();
     for chunk in chunks_without_repeats(records, ROWS_PER_STATEMENT) {
-        let extras: Vec<String> = chunk.iter().map(extra_json).collect();
+        let extras: Vec<OrderTexts> = chunk.iter().map(OrderTexts::of).collect();
         let order_sql = upsert_orders_sql(backend, chunk.len());
         let mut query = sqlx::query(&order_sql).bind(now).bind(now);
         for (record, extra) in chunk.iter().zip(&extras) {
@@ -244,10 +244,31 @@ fn extra_json(record: &OrderRecord) -> String {
     }
 }
 
+/// An order's values stored as JSON text: `extra` (an object) and `items`
+/// (an array).
+pub(super) struct OrderTexts {
+    extra: String,
+    items: String,
+}
+
+impl OrderTexts {
+    pub(super) fn of(record: &OrderRecord) -> Self {
+        let items = &record.order.items;
+        Self {
+            extra: extra_json(record),
+            items: if items.is_empty() {
+                "[]".to_string()
+            } else {
+                serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+            },
+        }
+    }
+}
+
 /// One order's parameters of [`upsert_orders_sql`], in text order.
 pub(super) fn order_params<'a>(
     record: &'a OrderRecord,
-    extra: &'a str,
+    texts: &'a OrderTexts,
 ) -> [Param<'a>; ORDER_PARAMS] {
     let o = &record.order;
     let text = |v: Option<&'a str>| Param::Text(v);
@@ -268,9 +289,11 @@ pub(super) fn order_params<'a>(
         text(o.order_url.as_ref().map(|v| v.as_str())),
         text(o.tracking_url.as_ref().map(|v| v.as_str())),
         text(o.review_url.as_ref().map(|v| v.as_str())),
-        text(Some(extra)),
+        text(Some(&texts.extra)),
         int(Some(i64::from(record.status_given))),
         int(Some(i64::from(record.complaint_given))),
+        text(Some(&texts.items)),
+        text(o.time_zone.map(|_| o.time_zone_source.as_str())),
     ]
 }
 
@@ -294,7 +317,8 @@ pub(super) fn upsert_orders_sql(backend: Backend, rows: usize) -> String {
     let sql = format!(
             "INSERT INTO orders (marketplace, order_id, buyer_email, buyer_name, product_name, \
              locale, time_zone, shipped_at, delivered_at, status, complaint, opted_out, order_url, \
-             tracking_url, review_url, extra, revision, created_at, updated_at) \
+             tracking_url, review_url, extra, items, time_zone_source, revision, created_at, \
+             updated_at) \
              SELECT v.column1, v.column2, v.column3, COALESCE(v.column4, o.buyer_name), v.column5, \
              COALESCE(v.column6, o.locale), COALESCE(v.column7, o.time_zone), \
              COALESCE(v.column8, o.shipped_at), COALESCE(v.column9, o.delivered_at), \
@@ -304,6 +328,8 @@ pub(super) fn upsert_orders_sql(backend: Backend, rows: usize) -> String {
              COALESCE(v.column13, o.order_url), COALESCE(v.column14, o.tracking_url), \
              COALESCE(v.column15, o.review_url), \
              CASE WHEN v.column16 = '{{}}' AND o.extra IS NOT NULL THEN o.extra ELSE v.column16 END, \
+             CASE WHEN v.column19 = '[]' AND o.items IS NOT NULL THEN o.items ELSE v.column19 END, \
+             CASE WHEN v.column7 IS NULL THEN o.time_zone_source ELSE v.column20 END, \
              COALESCE(o.revision + 1, 1), COALESCE(o.created_at, {created}), {updated} \
              FROM (VALUES {values}) AS v {stored} \
              WHERE true \
@@ -314,7 +340,8 @@ pub(super) fn upsert_orders_sql(backend: Backend, rows: usize) -> String {
              delivered_at = excluded.delivered_at, status = excluded.status, \
              complaint = excluded.complaint, opted_out = excluded.opted_out, \
              order_url = excluded.order_url, tracking_url = excluded.tracking_url, \
-             review_url = excluded.review_url, extra = excluded.extra, \
+             review_url = excluded.review_url, extra = excluded.extra, items = excluded.items, \
+             time_zone_source = excluded.time_zone_source, \
              revision = excluded.revision, updated_at = excluded.updated_at \
              RETURNING revision",
             values = values.join(", "),

@@ -15,7 +15,11 @@ use crate::order::{
 
 pub(super) const ORDER_COLUMNS: &str = "o.marketplace, o.order_id, o.buyer_email, o.buyer_name, \
     o.product_name, o.locale, o.time_zone, o.shipped_at, o.delivered_at, o.status, \
-    o.complaint, o.opted_out, o.order_url, o.tracking_url, o.review_url, o.extra";
+    o.complaint, o.opted_out, o.order_url, o.tracking_url, o.review_url, o.extra, o.items, \
+    o.time_zone_source";
+
+/// How many columns [`ORDER_COLUMNS`] has: the stage's follow.
+pub(super) const ORDER_COLUMN_COUNT: usize = 18;
 
 pub(super) const STAGE_COLUMNS: &str =
     "s.stage, s.state, s.next_check_at, s.retry_at, s.attempts, \
@@ -67,6 +71,8 @@ pub(super) fn decode_order(row: &AnyRow) -> Result<Order, StoreError> {
     check_dates(shipped_at, delivered_at).map_err(|e| corrupt(e.to_string()))?;
     let status =
         OrderStatus::from_str(&row.try_get::<String, _>(9)?).map_err(|e| corrupt(e.to_string()))?;
+    let items = crate::order::Item::from_stored(&row.try_get::<String, _>(16)?)
+        .map_err(|e| corrupt(format!("items: {e}")))?;
     let extra: BTreeMap<String, String> = serde_json::from_str(&row.try_get::<String, _>(15)?)
         .map_err(|e| corrupt(format!("extra: {e}")))?;
     Ok(Order {
@@ -80,16 +86,16 @@ pub(super) fn decode_order(row: &AnyRow) -> Result<Order, StoreError> {
         key,
         buyer_email,
         product_name,
-        time_zone_source: if time_zone.is_some() {
-            crate::order::ZoneSource::Order
-        } else {
-            crate::order::ZoneSource::Default
+        time_zone_source: match (time_zone, text(17)?.as_deref()) {
+            (None, _) => crate::order::ZoneSource::Default,
+            (Some(_), Some("address")) => crate::order::ZoneSource::Address,
+            (Some(_), _) => crate::order::ZoneSource::Order,
         },
         time_zone,
         shipped_at,
         delivered_at,
         status,
-        items: Vec::new(),
+        items,
         extra,
     })
 }
@@ -117,7 +123,7 @@ pub(super) fn group_by_order(rows: &[AnyRow]) -> Result<Vec<DueOrder>, StoreErro
             ..
         }) = orders.last_mut()
         {
-            match decode_stage(row, 16) {
+            match decode_stage(row, ORDER_COLUMN_COUNT) {
                 Ok(stage) => {
                     if let Ok((_, stages)) = loaded {
                         stages.push(stage);

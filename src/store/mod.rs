@@ -328,7 +328,7 @@ impl Store {
         let mut rows = sqlx::query(&sql).fetch(&self.pool);
         let mut current: Option<(Order, Vec<StageRow>)> = None;
         while let Some(row) = rows.try_next().await.noted()? {
-            let stage = decode_stage(&row, 16)?;
+            let stage = decode_stage(&row, decode::ORDER_COLUMN_COUNT)?;
             let marketplace: String = row.try_get(0)?;
             let order_id: String = row.try_get(1)?;
             let same = current.as_ref().is_some_and(|(o, _)| {

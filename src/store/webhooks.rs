@@ -21,7 +21,7 @@ use futures_util::FutureExt;
 use sqlx::{AnyConnection, AnyPool, Row};
 use tokio::sync::{mpsc, oneshot};
 
-use super::bulk::{order_params, stage_upsert_sql, upsert_orders_sql};
+use super::bulk::{order_params, stage_upsert_sql, upsert_orders_sql, OrderTexts};
 use super::checkpoint::WRITER_LIMIT_PAGES;
 use super::sqlite::open_sqlite;
 use super::writer::{bind_param, Param};
@@ -365,12 +365,8 @@ impl Batches {
                 return Ok(Applied::Stale);
             }
         }
-        let extra = if record.order.extra.is_empty() {
-            "{}".to_string()
-        } else {
-            serde_json::to_string(&record.order.extra).unwrap_or_else(|_| "{}".into())
-        };
-        let fields = order_params(record, &extra);
+        let texts = OrderTexts::of(record);
+        let fields = order_params(record, &texts);
         let mut params = vec![Param::Int(Some(now)), Param::Int(Some(now))];
         params.extend(fields);
         let revision = db
