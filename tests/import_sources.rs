@@ -361,3 +361,52 @@ fn every_line_item_reaches_the_message_and_the_lint() {
     assert_eq!(code, Some(1), "{blocked}");
     assert!(blocked.contains("order.items[1].name"), "{blocked}");
 }
+
+#[test]
+fn the_inbox_reads_its_files_as_the_configured_source() {
+    let config = format!(
+        "{}\n[import]\ninbox = \"inbox\"\nfrom = \"amazon\"\n",
+        common::BASE_CONFIG
+    );
+    let env = Env::new(&config);
+    std::fs::create_dir_all(env.path("inbox")).unwrap();
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_followupd"))
+        .arg("-c")
+        .arg(env.path("config.toml"))
+        .arg("run")
+        .env_remove("FOLLOWUPD_CONFIG")
+        .env_remove("FOLLOWUPD_DATABASE_URL")
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("followupd run starts");
+    for name in ["amazon-order-report.txt", "amazon-all-orders.txt"] {
+        std::fs::copy(sample(name), env.path(&format!("inbox/.{name}.tmp"))).unwrap();
+        std::fs::rename(
+            env.path(&format!("inbox/.{name}.tmp")),
+            env.path(&format!("inbox/{name}")),
+        )
+        .unwrap();
+    }
+    let done = env.path("inbox/done/amazon-order-report.txt");
+    let errors = env.path("inbox/rejected/amazon-all-orders.txt.errors");
+    let arrived = common::eventually(std::time::Duration::from_secs(20), || {
+        done.exists() && errors.exists()
+    });
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    assert!(
+        arrived,
+        "inbox: done {}, errors {}",
+        done.exists(),
+        errors.exists()
+    );
+    let why = std::fs::read_to_string(&errors).unwrap();
+    assert!(
+        why.contains("All Orders report has no buyer-email column"),
+        "{why}"
+    );
+    let lines = env.plan("2009-01-10T00:00:00Z");
+    assert_eq!(lines.len(), 4 * 3, "four Amazon orders, three stages each");
+}

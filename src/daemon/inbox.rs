@@ -12,7 +12,7 @@ use crate::engine::{Engine, ImportSummary};
 use crate::import::Format;
 
 /// Imports one file and reports the outcome in the log.
-pub(super) async fn import_one(engine: &Engine, file: &Path) -> Option<ImportSummary> {
+pub(super) async fn import_one(engine: &Engine, file: &Path) -> Result<ImportSummary, String> {
     let options = crate::import::ReadOptions {
         source: engine.config.inbox_source,
         ..Default::default()
@@ -29,11 +29,11 @@ pub(super) async fn import_one(engine: &Engine, file: &Path) -> Option<ImportSum
                 rejected = summary.rejected.len(),
                 "orders imported"
             );
-            Some(summary)
+            Ok(summary)
         }
         Err(e) => {
             tracing::error!(file = %file.display(), error = %e, "import failed");
-            None
+            Err(e.to_string())
         }
     }
 }
@@ -74,17 +74,15 @@ pub async fn process_inbox(engine: &Engine, inbox: &Path) {
             )]
         } else {
             match import_one(engine, &file).await {
-                Some(summary) => summary
+                Ok(summary) => summary
                     .rejected
                     .iter()
                     .map(|r| format!("{}:{}: {}", name.to_string_lossy(), r.line, r.reason))
                     .collect(),
-                // A file that cannot be read at all stays for the next pass
-                // unless it is simply malformed.
-                None => vec![format!(
-                    "{}: could not be imported (see the service log)",
-                    name.to_string_lossy()
-                )],
+                // A file that cannot be read at all (a mapped column missing
+                // from its header, Amazon's All Orders report): why, in one
+                // line.
+                Err(e) => vec![format!("{}: {e}", name.to_string_lossy())],
             }
         };
         let folder = if errors.is_empty() {

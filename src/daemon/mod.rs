@@ -187,7 +187,8 @@ async fn start(
         .requeue_blocked_if_content_changed(Utc::now())
         .await?;
     for file in &options.import {
-        import_one(&engine, file).await;
+        // Logged by import_one; a bad start file does not stop the service.
+        let _ = import_one(&engine, file).await;
     }
     Ok((engine, lock))
 }
