@@ -145,3 +145,133 @@ on_both_backends! {
         assert!(lines.iter().all(|l| l["stage"] == "shipment" && l["state"] == "sent"));
     }
 }
+
+/// One order shipped at 10:00 on 1 December, with a name that needs
+/// encoding; the product of B2 holds a forbidden word ("Changing").
+fn env_with_blockable_orders() -> Env {
+    let env = Env::with_defaults();
+    let csv = format!(
+        "{CSV_HEADER}\
+         M1,maria@example.com,María López,Teapot,,2026-12-01T10:00:00Z,,shipped,,,\n\
+         B2,bo@example.com,Bo,Baby Changing Pad,,2026-12-01T10:00:00Z,,shipped,,,\n"
+    );
+    let out = env.import_csv("orders.csv", &csv);
+    assert!(out.status.success(), "{}", stderr(&out));
+    env
+}
+
+const NOON: &str = "2026-12-01T12:00:00Z";
+
+fn state(env: &Env, order: &str) -> String {
+    env.stage_state(NOON, order, "shipment")["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn show_decodes_the_message_for_people_and_raw_gives_the_exact_bytes() {
+    let env = env_with_blockable_orders();
+    env.ok(&["tick", "--now", NOON]);
+    let log = env.ok(&["logs", "--json", "--order", "M1"]);
+    let entry: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    let id = entry["id"].to_string();
+    let shown = env.ok(&["show", &id]);
+    assert!(
+        shown.contains("To: María López <maria@example.com>"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("Subject: Your Teapot is on its way"),
+        "{shown}"
+    );
+    assert!(shown.contains("Hi María,"), "{shown}");
+    assert!(shown.contains("--- HTML body, as text ---"), "{shown}");
+    assert!(!shown.contains("=C3"), "quoted-printable left in: {shown}");
+    assert!(!shown.contains("<p"), "HTML markup left in: {shown}");
+    let raw = env.run(&["show", &id, "--raw"]);
+    let (_, eml) = env
+        .outbox()
+        .into_iter()
+        .find(|(name, _)| name.contains("M1"))
+        .expect("M1 in the outbox");
+    assert_eq!(String::from_utf8(raw.stdout).unwrap(), eml);
+}
+
+#[test]
+fn tick_dry_run_lists_what_it_would_do_and_changes_nothing() {
+    let env = env_with_blockable_orders();
+    let dry = env.ok(&["tick", "--dry-run", "--now", NOON]);
+    assert!(dry.contains("would send   shop/M1 shipment"), "{dry}");
+    assert!(
+        dry.contains("dry run: would send 2, skip 0, expire 0"),
+        "{dry}"
+    );
+    assert!(env.outbox().is_empty());
+    assert_eq!(state(&env, "M1"), "due");
+    assert!(env.ok(&["logs", "--json"]).is_empty());
+}
+
+on_both_backends! {
+    fn requeue_sends_blocked_stages_again_once_the_list_is_fixed() {
+        let env = env_with_blockable_orders();
+        env.ok(&["tick", "--now", NOON]);
+        assert_eq!(state(&env, "B2"), "blocked");
+        // The seller decides "change" may be written after all.
+        let config = std::fs::read_to_string(env.path("config.toml")).unwrap();
+        env.write(
+            "config.toml",
+            &format!("{config}\n[lint]\nforbidden = [\"review*\"]\n"),
+        );
+        let dry = env.run(&["requeue", "--state", "blocked", "--dry-run", "--now", NOON]);
+        assert!(dry.status.success(), "{}", stderr(&dry));
+        assert_eq!(stdout(&dry).trim(), "shop/B2 shipment");
+        assert!(
+            stderr(&dry).contains("would requeue 1 blocked stages"),
+            "{}",
+            stderr(&dry)
+        );
+        assert_eq!(state(&env, "B2"), "blocked", "a dry run changed the state");
+
+        let done = env.run(&[
+            "requeue", "--state", "blocked", "--stage", "shipment", "--now", NOON,
+        ]);
+        assert!(done.status.success(), "{}", stderr(&done));
+        assert_eq!(stdout(&done).trim(), "shop/B2 shipment");
+        env.ok(&["tick", "--now", "2026-12-01T12:01:00Z"]);
+        assert_eq!(state(&env, "B2"), "sent");
+        assert!(env.outbox().iter().any(|(name, _)| name.contains("B2")));
+
+        let none = env.run(&["requeue", "--state", "blocked"]);
+        assert_eq!(none.status.code(), Some(1));
+        assert!(
+            stderr(&none).contains("no blocked stages match"),
+            "{}",
+            stderr(&none)
+        );
+    }
+}
+
+on_both_backends! {
+    fn pause_holds_sending_until_resume_and_check_says_so() {
+        let env = env_with_blockable_orders();
+        env.ok(&["pause", "--reason", "relay incident"]);
+        let tick = env.ok(&["tick", "--now", NOON]);
+        assert!(
+            tick.contains("paused since") && tick.contains("nothing sent"),
+            "{tick}"
+        );
+        assert!(env.outbox().is_empty());
+        assert_eq!(state(&env, "M1"), "due");
+        let check = env.run(&["check"]);
+        assert!(
+            stdout(&check).contains("sending paused since")
+                && stdout(&check).contains("relay incident"),
+            "{}",
+            stdout(&check)
+        );
+        env.ok(&["resume"]);
+        env.ok(&["tick", "--now", NOON]);
+        assert_eq!(state(&env, "M1"), "sent");
+    }
+}

@@ -153,9 +153,9 @@ on_both_backends! {
             assert!(!row[field].is_null(), "{field} missing in {row}");
         }
 
-        // `show` prints exactly the bytes the server received.
+        // `show --raw` prints exactly the bytes the server received.
         let id = row["id"].as_i64().unwrap().to_string();
-        let shown = env.ok(&["show", &id]);
+        let shown = env.ok(&["show", &id, "--raw"]);
         // (The SMTP terminator adds a final line break on the wire.)
         assert_eq!(shown.trim_end(), raw.trim_end());
 

@@ -57,10 +57,15 @@ async fn database(config: &Config) -> Result<String, String> {
         .await
         .map_err(|e| e.to_string())?;
     let counts = store.state_counts().await.map_err(|e| e.to_string());
+    let paused = store.paused().await.map_err(|e| e.to_string());
     store.close().await;
     let total: i64 = counts?.values().sum();
+    let paused = match paused? {
+        Some(p) => format!("; sending {p} (followupd resume)"),
+        None => String::new(),
+    };
     Ok(format!(
-        "{} ({total} stages)",
+        "{} ({total} stages){paused}",
         redact_url(&config.database_url)
     ))
 }
@@ -104,7 +109,7 @@ async fn http(config: &Config) -> Result<String, String> {
 }
 
 /// Hides a password in a database URL.
-fn redact_url(url: &str) -> String {
+pub(super) fn redact_url(url: &str) -> String {
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];

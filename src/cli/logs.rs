@@ -160,7 +160,9 @@ fn print_logs(entries: &[LogEntry], json: bool) -> Result<()> {
 /// One entry's table cells.
 fn log_row(e: &LogEntry) -> [String; 9] {
     let reply = match (&e.smtp_code, &e.smtp_text, &e.detail) {
-        (Some(code), Some(text), _) => format!("{code} {text}"),
+        // A note beside the server's reply (a manual resend says so).
+        (Some(code), Some(text), Some(detail)) => format!("{code} {text} ({detail})"),
+        (Some(code), Some(text), None) => format!("{code} {text}"),
         (None, Some(text), None) => text.clone(),
         (_, _, Some(detail)) => detail.clone(),
         _ => String::new(),

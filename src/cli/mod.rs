@@ -10,9 +10,12 @@ mod import;
 mod lint;
 mod logging;
 mod logs;
+mod pause;
 mod plan;
 mod preview;
+mod requeue;
 mod resend;
+mod resume;
 mod run;
 mod show;
 mod suppress;
@@ -68,6 +71,12 @@ pub enum Command {
     Check,
     /// Send one stage of an order again, on purpose (logged as a manual resend).
     Resend(resend::ResendArgs),
+    /// Stop sending on every instance that shares the database (held there).
+    Pause(pause::PauseArgs),
+    /// Let sending go on after `pause`.
+    Resume,
+    /// Put ended stages (blocked, failed…) back in the queue, to be composed again.
+    Requeue(requeue::RequeueArgs),
     /// Lint every template (or one finished message); exit 1 on any hit.
     Lint(lint::LintArgs),
     /// The suppression list: addresses that get no further message.
@@ -113,6 +122,9 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Show(args) => show::run(args, config).await,
         Command::Check => check::run(config).await,
         Command::Resend(args) => resend::run(args, config).await,
+        Command::Pause(args) => pause::run(args, config).await,
+        Command::Resume => resume::run(config).await,
+        Command::Requeue(args) => requeue::run(args, config).await,
         Command::Lint(args) => lint::run(args, config),
         Command::Suppress(args) => suppress::run(args, config).await,
         Command::Bounce(args) => bounce::run(args, config).await,

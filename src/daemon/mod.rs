@@ -290,6 +290,11 @@ fn report_pass(result: Result<TickSummary, EngineError>, troubled_before: u32) -
 /// every `idle_recheck` (orders may arrive through another process).
 async fn next_wake(engine: &Engine, now: DateTime<Utc>) -> Duration {
     let cap = engine.config.daemon.idle_recheck;
+    // While paused, due stages stay due: look again for `resume` every few
+    // seconds instead of at once.
+    if matches!(engine.store.paused().await, Ok(Some(_))) {
+        return PAUSED_RECHECK.min(cap);
+    }
     match engine.store.next_check().await {
         Ok(Some(next)) => (next - now).to_std().unwrap_or(Duration::ZERO).min(cap),
         Ok(None) => cap,
@@ -313,9 +318,16 @@ fn error_backoff(passes: u32) -> Duration {
     }
 }
 
+/// How often a paused service looks whether it was resumed.
+const PAUSED_RECHECK: Duration = Duration::from_secs(5);
+
 pub(super) async fn status_line(engine: &Engine, prefix: &str) -> String {
     let now = Utc::now();
     let midnight = now.date_naive().and_time(chrono::NaiveTime::MIN).and_utc();
+    let prefix = match engine.store.paused().await {
+        Ok(Some(paused)) => format!("{prefix}, sending {paused}"),
+        _ => prefix.to_string(),
+    };
     match engine.store.status_summary(now, midnight).await {
         Ok(s) => format!("{prefix}: {s}"),
         Err(e) => format!("{prefix}: status unavailable ({e})"),

@@ -46,6 +46,10 @@ impl Engine {
         control: &TickControl,
     ) -> Result<TickSummary, EngineError> {
         use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+        // `followupd pause` holds every instance on this database.
+        if self.store.paused().await?.is_some() {
+            return Ok(TickSummary::default());
+        }
         let unreadable = &AtomicU64::new(0);
         let in_flight = &AtomicUsize::new(0);
         let drained = &tokio::sync::Notify::new();

@@ -29,7 +29,11 @@ mod records;
 mod replan;
 mod sqlite;
 pub use lookup::OrderWithStages;
+mod requeue;
 mod suppressions;
+pub use requeue::{RequeueFilter, Requeued};
+mod pause;
+pub use pause::Paused;
 mod webhooks;
 mod writer;
 
