@@ -365,8 +365,21 @@ fn json_object(
     let reject = |reason: String| Rejection { line, reason };
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| reject(format!("invalid JSON: {e}")))?;
-    let serde_json::Value::Object(mut object) = value else {
-        return Err(reject("expected a JSON object".into()));
+    let mut object = match value {
+        serde_json::Value::Object(object) => object,
+        // Still "invalid JSON" to the reader of the .errors file: a row is an object.
+        other => {
+            let kind = match other {
+                serde_json::Value::Null => "null",
+                serde_json::Value::Bool(_) => "a boolean",
+                serde_json::Value::Number(_) => "a number",
+                serde_json::Value::String(_) => "a string",
+                _ => "an array",
+            };
+            return Err(reject(format!(
+                "invalid JSON: expected an object, not {kind}"
+            )));
+        }
     };
     if let Some(source) = source {
         source.prepare(&mut object);
