@@ -67,6 +67,10 @@ impl Engine {
                         Err(e) => return Some((vec![Err(EngineError::from(e))], None)),
                     };
                     let (fresh, new) = unseen_orders(batch, &mut seen, unreadable);
+                    let fresh = match self.with_suppressions(fresh).await {
+                        Ok(fresh) => fresh,
+                        Err(e) => return Some((vec![Err(e)], None)),
+                    };
                     if new > 0 {
                         in_flight.fetch_add(fresh.len(), Ordering::SeqCst);
                         return Some((fresh, Some(seen)));
@@ -84,11 +88,13 @@ impl Engine {
             .flat_map(futures_util::stream::iter)
             .take_while(|work| std::future::ready(work.is_err() || !control.stopping()))
             .map(|work| async move {
-                let (order, rows) = match work {
+                let (order, rows, suppression) = match work {
                     Ok(work) => work,
                     Err(e) => return (None, Err(e)),
                 };
-                let result = self.process_order(&order, &rows, now, control).await;
+                let result = self
+                    .process_order_as(&order, &rows, suppression.as_ref(), now, control)
+                    .await;
                 control.beat();
                 if in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
                     drained.notify_one();
@@ -117,14 +123,43 @@ impl Engine {
         }
     }
 
-    /// The suppression-list entry of an order's buyer, if any: read for
-    /// every order worked on, so an unsubscribe, a bounce or a complaint
-    /// stops the next stage however recently it arrived.
+    /// The suppression-list entry of an order's buyer, if any.
     async fn suppression_of(&self, order: &Order) -> Result<Option<Suppression>, EngineError> {
         match Address::parse(order.buyer_email.as_str()) {
             Ok(address) => Ok(self.store.suppression(&address).await?),
             Err(_) => Ok(None),
         }
+    }
+
+    /// A batch of due orders with their buyers' suppression-list entries,
+    /// read in one statement for the whole batch rather than one for each
+    /// order on the send path. An entry made after the read stops the
+    /// order's stages from the next pass on.
+    async fn with_suppressions(
+        &self,
+        fresh: Vec<Result<Work, EngineError>>,
+    ) -> Result<Vec<Result<Suppressed, EngineError>>, EngineError> {
+        let addresses: Vec<Option<Address>> = fresh
+            .iter()
+            .map(|w| {
+                w.as_ref()
+                    .ok()
+                    .and_then(|(order, _)| Address::parse(order.buyer_email.as_str()).ok())
+            })
+            .collect();
+        let wanted: Vec<Address> = addresses.iter().flatten().cloned().collect();
+        let found = self.store.suppressions_among(&wanted).await?;
+        Ok(fresh
+            .into_iter()
+            .zip(addresses)
+            .map(|(work, address)| {
+                work.map(|(order, rows)| {
+                    // Two orders of one buyer in a batch share the entry.
+                    let entry = address.and_then(|a| found.get(&a).cloned());
+                    (order, rows, entry)
+                })
+            })
+            .collect())
     }
 
     /// Evaluates and acts on every open stage of one order, as read with
@@ -140,12 +175,26 @@ impl Engine {
         now: DateTime<Utc>,
         control: &TickControl,
     ) -> Result<TickSummary, EngineError> {
+        let suppression = self.suppression_of(order).await?;
+        self.process_order_as(order, rows, suppression.as_ref(), now, control)
+            .await
+    }
+
+    /// [`Engine::process_order`] with the buyer's suppression-list entry
+    /// already read.
+    async fn process_order_as(
+        &self,
+        order: &Order,
+        rows: &[StageRow],
+        suppression: Option<&Suppression>,
+        now: DateTime<Utc>,
+        control: &TickControl,
+    ) -> Result<TickSummary, EngineError> {
         let key = &order.key;
         let mut summary = TickSummary::default();
         let mut states: HashMap<String, StageState> =
             rows.iter().map(|r| (r.stage.clone(), r.state)).collect();
         let mut pending = PendingChanges::default();
-        let suppression = self.suppression_of(order).await?;
         for spec in &self.config.stages {
             let Some(row) = rows.iter().find(|r| r.stage == spec.name) else {
                 continue;
@@ -163,7 +212,7 @@ impl Engine {
                 spec,
                 row,
                 |a| states.get(a).copied(),
-                suppression.as_ref(),
+                suppression,
                 now,
             );
             let (state, reason, next_check_at) = match evaluation.decision {
@@ -266,6 +315,8 @@ impl PendingChanges<'_> {
 
 /// An order to work on, with its stage rows as read.
 type Work = (Order, Vec<StageRow>);
+/// A due order with its buyer's suppression-list entry.
+type Suppressed = (Order, Vec<StageRow>, Option<Suppression>);
 
 /// The orders of `batch` not in `seen` (which takes them in), and how many
 /// there were, counting those that could not be read: each of those is
