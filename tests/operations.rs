@@ -275,3 +275,114 @@ on_both_backends! {
         assert_eq!(state(&env, "M1"), "sent");
     }
 }
+
+#[test]
+fn try_sends_a_marked_test_to_the_operator_and_touches_no_order() {
+    let env = env_with_blockable_orders();
+    let out = env.run(&[
+        "try",
+        "--stage",
+        "shipment",
+        "--to",
+        "ops@shop.example",
+        "--order",
+        "M1",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("test sent to ops@shop.example"),
+        "{}",
+        stdout(&out)
+    );
+    let outbox = env.outbox();
+    assert_eq!(outbox.len(), 1);
+    let (_, eml) = &outbox[0];
+    assert!(eml.starts_with("X-Followupd-Test: "), "{eml}");
+    assert!(
+        eml.contains("To: =?utf-8?") || eml.contains("ops@shop.example"),
+        "{eml}"
+    );
+    assert!(
+        !eml.contains("maria@example.com"),
+        "sent to the buyer: {eml}"
+    );
+    assert!(
+        eml.contains("Subject: [TEST] Your Teapot is on its way"),
+        "{eml}"
+    );
+    let id = common::header(eml, "Message-ID").unwrap();
+    assert_ne!(
+        id, "<followupd.shipment.shop.M1@test.example>",
+        "the stage's own id"
+    );
+    assert_eq!(state(&env, "M1"), "due");
+    assert!(env.ok(&["logs", "--json"]).is_empty());
+
+    // A blocked message is not sent, even as a test.
+    let blocked = env.run(&[
+        "try",
+        "--stage",
+        "shipment",
+        "--to",
+        "ops@shop.example",
+        "--order",
+        "B2",
+    ]);
+    assert_eq!(blocked.status.code(), Some(1));
+    assert!(
+        stderr(&blocked).contains("not sent: the lint blocks"),
+        "{}",
+        stderr(&blocked)
+    );
+    assert_eq!(env.outbox().len(), 1);
+}
+
+#[test]
+fn check_reports_a_config_typo_as_a_fail_line_and_creates_nothing() {
+    let env = Env::with_defaults();
+    let check = env.run(&["check"]);
+    assert!(check.status.success(), "{}", stdout(&check));
+    assert!(
+        stdout(&check).contains("does not exist yet"),
+        "{}",
+        stdout(&check)
+    );
+    assert!(
+        !env.path("state").exists(),
+        "check created the state folder"
+    );
+    assert!(!env.path("outbox").exists(), "check created the outbox");
+
+    let config = std::fs::read_to_string(env.path("config.toml")).unwrap();
+    env.write("config.toml", &config.replace("[sender]", "[sendr]"));
+    let check = env.run(&["check"]);
+    assert_eq!(check.status.code(), Some(1), "{}", stderr(&check));
+    assert!(
+        stdout(&check).contains("FAIL  config:"),
+        "{}",
+        stdout(&check)
+    );
+    // -c was given: no advice to give it.
+    let plan = env.run(&["plan"]);
+    assert_eq!(plan.status.code(), Some(2));
+    assert!(!stderr(&plan).contains("set -c"), "{}", stderr(&plan));
+}
+
+#[test]
+fn a_missing_file_among_several_keeps_the_others_summary_and_says_why_once() {
+    let env = Env::with_defaults();
+    let good = env.write(
+        "good.csv",
+        &format!("{CSV_HEADER}G1,g@example.com,G,Cup,,2026-12-01T10:00:00Z,,shipped,,,\n"),
+    );
+    let missing = env.path("nope.csv");
+    let out = env.run(&["import", missing.to_str().unwrap(), good.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(
+        stdout(&out).trim(),
+        "imported 1, updated 0, rejected 0; 1 of 2 files not imported"
+    );
+    let err = stderr(&out);
+    assert_eq!(err.matches("No such file").count(), 1, "{err}");
+    assert!(err.contains("nope.csv"), "{err}");
+}

@@ -10,8 +10,15 @@ use crate::config::Config;
 use crate::store::Store;
 
 pub(super) async fn run(config: &Path) -> Result<ExitCode> {
-    let config = super::load(config)?;
     let mut report = Report { ok: true };
+    // A config that does not load is what check is for: a FAIL line.
+    let config = match Config::load(config) {
+        Ok(config) => config,
+        Err(e) => {
+            report.line("config", Err(e.to_string()));
+            return Ok(super::exit(false));
+        }
+    };
     for warning in &config.warnings {
         println!("warn  config: {warning}");
     }
@@ -53,6 +60,16 @@ fn templates(config: &Config) -> Result<String, String> {
 }
 
 async fn database(config: &Config) -> Result<String, String> {
+    // A check creates nothing: a SQLite file that is not there yet is
+    // reported, not made.
+    if let Some(file) = sqlite_file(&config.database_url) {
+        if !file.exists() {
+            return Ok(format!(
+                "{} does not exist yet; followupd import or run creates it",
+                file.display()
+            ));
+        }
+    }
     let store = Store::open(&config.database_url)
         .await
         .map_err(|e| e.to_string())?;
@@ -66,11 +83,26 @@ async fn database(config: &Config) -> Result<String, String> {
     };
     Ok(format!(
         "{} ({total} stages){paused}",
-        redact_url(&config.database_url)
+        crate::config::redact_url(&config.database_url)
     ))
 }
 
+/// The file of a `sqlite://` URL, if it names one.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url.strip_prefix("sqlite://")?;
+    let file = rest.split('?').next().unwrap_or_default();
+    (!file.is_empty() && file != ":memory:").then(|| file.into())
+}
+
 async fn transport(config: &Config) -> Result<String, String> {
+    if let crate::config::TransportConfig::File { dir } = &config.transport {
+        if !dir.exists() {
+            return Ok(format!(
+                "outbox {} does not exist yet; the first send creates it",
+                dir.display()
+            ));
+        }
+    }
     let transport =
         crate::transport::Transport::new(&config.transport).map_err(|e| e.to_string())?;
     transport.check().await.map_err(|e| e.to_string())
@@ -106,18 +138,4 @@ async fn http(config: &Config) -> Result<String, String> {
         http.listen,
         endpoints.join(", ")
     ))
-}
-
-/// Hides a password in a database URL.
-pub(super) fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
 }

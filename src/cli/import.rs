@@ -46,21 +46,39 @@ impl Totals {
 pub(super) async fn run(args: ImportArgs, config: &Path) -> Result<ExitCode> {
     let engine = Engine::open(super::load(config)?).await?;
     let mut totals = Totals::default();
+    let mut unreadable = 0;
     for file in &args.files {
         let options = ReadOptions {
             format: args.format,
             mapping: args.mapping.as_deref(),
             source: args.from,
         };
-        let summary = engine.import_file_with(file, options, Utc::now()).await?;
+        // One file that cannot be read does not lose the others' work.
+        let summary = match engine.import_file_with(file, options, Utc::now()).await {
+            Ok(summary) => summary,
+            Err(e) => {
+                eprintln!("error: {e}");
+                unreadable += 1;
+                continue;
+            }
+        };
         for r in &summary.rejected {
             eprintln!("{}:{}: {}", file.display(), r.line, r.reason);
         }
         totals.add(&summary);
     }
     println!(
-        "imported {}, updated {}, rejected {}",
-        totals.imported, totals.updated, totals.rejected
+        "imported {}, updated {}, rejected {}{}",
+        totals.imported,
+        totals.updated,
+        totals.rejected,
+        match unreadable {
+            0 => String::new(),
+            n => format!("; {n} of {} files not imported", args.files.len()),
+        }
     );
+    if unreadable > 0 {
+        return Ok(ExitCode::from(2));
+    }
     Ok(super::exit(totals.rejected == 0))
 }

@@ -21,6 +21,7 @@ mod show;
 mod suppress;
 mod tick;
 mod time;
+mod try_send;
 mod values;
 mod why;
 
@@ -75,6 +76,8 @@ pub enum Command {
     Pause(pause::PauseArgs),
     /// Let sending go on after `pause`.
     Resume,
+    /// Send one stage to yourself, marked as a test, without touching any order.
+    Try(try_send::TryArgs),
     /// Put ended stages (blocked, failed…) back in the queue, to be composed again.
     Requeue(requeue::RequeueArgs),
     /// Lint every template (or one finished message); exit 1 on any hit.
@@ -124,6 +127,7 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Resend(args) => resend::run(args, config).await,
         Command::Pause(args) => pause::run(args, config).await,
         Command::Resume => resume::run(config).await,
+        Command::Try(args) => try_send::run(args, config).await,
         Command::Requeue(args) => requeue::run(args, config).await,
         Command::Lint(args) => lint::run(args, config),
         Command::Suppress(args) => suppress::run(args, config).await,
@@ -134,11 +138,17 @@ pub async fn run(cli: Cli) -> Result<ExitCode> {
 
 /// Loads the configuration, logging its warnings.
 fn load(path: &Path) -> Result<Config> {
+    // Point at -c only to someone who did not give the file themselves.
+    let chosen = path != Path::new("config.toml") || std::env::var_os("FOLLOWUPD_CONFIG").is_some();
     let config = Config::load(path).with_context(|| {
-        format!(
-            "loading {} (set -c or FOLLOWUPD_CONFIG to use another file)",
-            path.display()
-        )
+        if chosen {
+            format!("loading {}", path.display())
+        } else {
+            format!(
+                "loading {} (set -c or FOLLOWUPD_CONFIG to use another file)",
+                path.display()
+            )
+        }
     })?;
     for warning in &config.warnings {
         tracing::warn!("{warning}");

@@ -24,7 +24,7 @@ pub(super) async fn run(args: PauseArgs, config: &Path) -> Result<ExitCode> {
     result?;
     println!(
         "sending paused on {} for every instance (imports and plans go on); followupd resume to undo",
-        super::check::redact_url(&config.database_url)
+        crate::config::redact_url(&config.database_url)
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -144,6 +144,32 @@ impl Config {
     }
 }
 
+/// Hides a password in a database URL (for check, the startup line and
+/// anything else that shows where the database is).
+pub fn redact_url(url: &str) -> String {
+    // A password can also travel as a query parameter (libpq's form).
+    if let Some((base, query)) = url.split_once('?') {
+        let query: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        return format!("{}?{}", redact_url(base), query.join("&"));
+    }
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,5 +187,18 @@ mod tests {
             "the last attempt comes {waited} after the first"
         );
         assert_eq!(retry.delay(20, 0.0), chrono::Duration::hours(1));
+    }
+
+    #[test]
+    fn a_database_password_never_shows() {
+        for url in [
+            "postgres://u:PgS3cret@db/followupd",
+            "postgres://db/followupd?user=u&password=PgS3cret",
+            "postgresql://u:PgS3cret@db/x?password=PgS3cret&sslmode=require",
+        ] {
+            let shown = redact_url(url);
+            assert!(!shown.contains("PgS3cret"), "{shown}");
+            assert!(shown.contains("db"), "{shown}");
+        }
     }
 }

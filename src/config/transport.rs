@@ -86,6 +86,23 @@ pub enum TransportConfig {
     Smtp(SmtpConfig),
 }
 
+impl std::fmt::Display for TransportConfig {
+    /// Where messages go, for the startup line; never a secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File { dir } => write!(f, "file outbox {}", dir.display()),
+            Self::Smtp(s) => {
+                let tls = match s.tls {
+                    TlsMode::None => "no tls",
+                    TlsMode::Starttls => "starttls",
+                    TlsMode::Tls => "tls",
+                };
+                write!(f, "smtp {}:{} ({tls})", s.host, s.port)
+            }
+        }
+    }
+}
+
 /// How the SMTP connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -103,7 +103,12 @@ pub async fn run(
         NotifyState::Ready,
         NotifyState::Status(&status_line(&engine, "running").await),
     ]);
-    tracing::info!(config = %config_path.display(), "followupd is running");
+    tracing::info!(
+        config = %config_path.display(),
+        database = %crate::config::redact_url(&engine.config.database_url),
+        transport = %engine.config.transport,
+        "followupd is running"
+    );
 
     let mut troubled_passes = 0u32;
     loop {
