@@ -632,6 +632,49 @@ on_both_backends! {
     }
 }
 
+/// A client that sends its headers or its body too slowly is cut off after
+/// `request_timeout` (5 s here) instead of holding a connection.
+#[test]
+fn slow_clients_are_cut_off() {
+    let port = free_port();
+    let env = Env::new(&config(port));
+    let _daemon = Daemon::start(&env, "d", port);
+    let started = Instant::now();
+    // Headers that never end.
+    let mut headers = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    headers
+        .write_all(b"POST /webhooks/shopify HTTP/1.1\r\nhost: x\r\n")
+        .unwrap();
+    // A body that stops after ten of its thousand bytes.
+    let mut body = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    body.write_all(b"POST /webhooks/shopify HTTP/1.1\r\nhost: x\r\nx-shopify-hmac-sha256: AAAA\r\ncontent-length: 1000\r\n\r\n0123456789").unwrap();
+    for stream in [&mut headers, &mut body] {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
+    }
+    let mut answer = String::new();
+    let _ = body.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(
+        answer.contains("the body did not arrive within the request timeout"),
+        "{answer}"
+    );
+    let mut rest = Vec::new();
+    let cut = headers.read_to_end(&mut rest).is_ok();
+    assert!(cut, "the connection with unfinished headers was not closed");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(4) && took < Duration::from_secs(15),
+        "{took:?}"
+    );
+    // Meanwhile and afterwards the server answers others.
+    assert_eq!(
+        request(port, "GET", "/healthz", &[], Vec::new()),
+        (200, "ok".into())
+    );
+}
+
 /// `check` says whether the listener can bind, and never shows a secret.
 #[test]
 fn check_says_whether_the_listener_can_bind() {
