@@ -61,18 +61,12 @@ impl Daemon {
     /// An instance on its own config file (another port, the same database).
     fn start_with(env: &Env, name: &str, port: u16, config: PathBuf) -> Self {
         let log = env.path(&format!("{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_followupd"))
-            .arg("-c")
-            .arg(config)
+        let child = common::launch::followupd(&config)
             .arg("run")
-            .env_remove("FOLLOWUPD_CONFIG")
-            .env_remove("FOLLOWUPD_DATABASE_URL")
-            .env_remove("NOTIFY_SOCKET")
             .env("RUST_LOG", "info")
             .env("TEST_SHOPIFY_SECRET", SHOPIFY_SECRET)
             .env("TEST_WC_SECRET", WC_SECRET)
             .env("TEST_API_TOKEN", API_TOKEN)
-            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -681,9 +675,7 @@ fn check_says_whether_the_listener_can_bind() {
     let port = free_port();
     let env = Env::new(&config(port));
     let check = || {
-        let out = Command::new(env!("CARGO_BIN_EXE_followupd"))
-            .arg("-c")
-            .arg(env.path("config.toml"))
+        let out = common::launch::followupd(&env.path("config.toml"))
             .arg("check")
             .env("TEST_SHOPIFY_SECRET", SHOPIFY_SECRET)
             .env("TEST_WC_SECRET", WC_SECRET)
