@@ -118,19 +118,23 @@ async fn http(config: &Config) -> Result<String, String> {
         format!("{e} (a running followupd run holds it; otherwise another process does)")
     })?;
     drop(listener);
+    let secrets = crate::http::read_secrets(http).map_err(|e| e.to_string())?;
     let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     let mut endpoints = Vec::new();
-    if let Some(s) = &http.shopify {
-        endpoints.push(format!("shopify ({})", count(s.secrets.len(), "secret")));
-    }
-    if let Some(w) = &http.woocommerce {
+    if http.shopify.is_some() {
         endpoints.push(format!(
-            "woocommerce ({})",
-            count(w.secrets.len(), "secret")
+            "shopify ({})",
+            count(secrets.shopify.len(), "secret")
         ));
     }
-    if !http.api_tokens.is_empty() {
-        endpoints.push(format!("api ({})", count(http.api_tokens.len(), "token")));
+    if http.woocommerce.is_some() {
+        endpoints.push(format!(
+            "woocommerce ({})",
+            count(secrets.woocommerce.len(), "secret")
+        ));
+    }
+    if http.api_tokens.is_some() {
+        endpoints.push(format!("api ({})", count(secrets.api.len(), "token")));
     }
     endpoints.push("healthz, readyz, metrics".into());
     Ok(format!(

@@ -81,11 +81,36 @@ impl std::fmt::Debug for HttpSecret {
     }
 }
 
+/// Where secrets are read from. They are read when the listener starts
+/// (and by `check`), not with the config: other commands, and people who
+/// may not see the secrets, load the same file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecretSource {
+    /// `http.shopify`, `http.api`: for messages.
+    key: String,
+    /// `secret` or `token`.
+    what: &'static str,
+    file: Option<PathBuf>,
+    env: Option<String>,
+}
+
+impl SecretSource {
+    /// Reads the secrets; errors name the file or variable, never a value.
+    pub fn read(&self) -> Result<Vec<HttpSecret>, HttpConfigError> {
+        secrets(
+            &self.key,
+            self.what,
+            self.file.as_deref(),
+            self.env.as_deref(),
+        )
+    }
+}
+
 /// One webhook source's settings.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceConfig {
     /// Any of these signs a valid delivery (several during a rotation).
-    pub secrets: Vec<HttpSecret>,
+    pub secrets: SecretSource,
     /// The marketplace its orders are stored under.
     pub marketplace: String,
 }
@@ -102,8 +127,8 @@ pub struct HttpConfig {
     pub max_connections: usize,
     pub shopify: Option<SourceConfig>,
     pub woocommerce: Option<SourceConfig>,
-    /// Bearer tokens of `POST /api/orders`; empty: the API is off.
-    pub api_tokens: Vec<HttpSecret>,
+    /// Bearer tokens of `POST /api/orders`; `None`: the API is off.
+    pub api_tokens: Option<SecretSource>,
 }
 
 /// What is wrong with `[http]`: the key and a message that never holds a
@@ -156,22 +181,20 @@ impl RawHttp {
             .transpose()?;
         let api_tokens = match self.api {
             Some(api) => {
-                let tokens = secrets(
-                    "http.api",
-                    "token",
-                    api.token_file.as_deref(),
-                    api.token_env.as_deref(),
-                    &resolve,
-                )?;
-                if tokens.is_empty() {
+                if api.token_file.is_none() && api.token_env.is_none() {
                     return Err(invalid(
                         "http.api",
                         "give token_file or token_env (the API takes no request without a token)",
                     ));
                 }
-                tokens
+                Some(SecretSource {
+                    key: "http.api".into(),
+                    what: "token",
+                    file: api.token_file.as_deref().map(&resolve),
+                    env: api.token_env,
+                })
             }
-            None => Vec::new(),
+            None => None,
         };
         Ok(HttpConfig {
             listen,
@@ -191,19 +214,18 @@ fn source(
     default_marketplace: &str,
     resolve: &impl Fn(&Path) -> PathBuf,
 ) -> Result<SourceConfig, HttpConfigError> {
-    let secrets = secrets(
-        key,
-        "secret",
-        raw.secret_file.as_deref(),
-        raw.secret_env.as_deref(),
-        resolve,
-    )?;
-    if secrets.is_empty() {
+    if raw.secret_file.is_none() && raw.secret_env.is_none() {
         return Err(invalid(
             key,
             "give secret_file or secret_env (deliveries are only accepted when signed)",
         ));
     }
+    let secrets = SecretSource {
+        key: key.to_string(),
+        what: "secret",
+        file: raw.secret_file.as_deref().map(resolve),
+        env: raw.secret_env,
+    };
     let marketplace = raw
         .marketplace
         .unwrap_or_else(|| default_marketplace.to_string());
@@ -226,11 +248,9 @@ fn secrets(
     what: &str,
     file: Option<&Path>,
     env: Option<&str>,
-    resolve: &impl Fn(&Path) -> PathBuf,
 ) -> Result<Vec<HttpSecret>, HttpConfigError> {
     let mut found = Vec::new();
-    if let Some(file) = file {
-        let path = resolve(file);
+    if let Some(path) = file {
         let text = std::fs::read_to_string(&path).map_err(|e| {
             invalid(
                 &format!("{key}.{what}_file"),
@@ -293,7 +313,7 @@ mod tests {
             parse("listen = \"127.0.0.1:0\"\n[shopify]\nsecret_env = \"FOLLOWUPD_TEST_SHOPIFY\"\n")
                 .unwrap();
         let shopify = config.shopify.unwrap();
-        assert_eq!(shopify.secrets.len(), 2);
+        assert_eq!(shopify.secrets.read().unwrap().len(), 2);
         assert_eq!(shopify.marketplace, "shopify");
         let printed = format!("{shopify:?}");
         assert!(
@@ -309,8 +329,11 @@ mod tests {
         let e = parse("listen = \"localhost\"\n").unwrap_err();
         assert_eq!(e.key, "http.listen");
         std::env::remove_var("FOLLOWUPD_TEST_UNSET");
-        let e = parse("listen = \"127.0.0.1:0\"\n[api]\ntoken_env = \"FOLLOWUPD_TEST_UNSET\"\n")
-            .unwrap_err();
+        // An unset variable fails where the secret is read, not the config.
+        let config =
+            parse("listen = \"127.0.0.1:0\"\n[api]\ntoken_env = \"FOLLOWUPD_TEST_UNSET\"\n")
+                .unwrap();
+        let e = config.api_tokens.unwrap().read().unwrap_err();
         assert_eq!(e.key, "http.api.token_env");
     }
 }

@@ -219,7 +219,7 @@ async fn start_http(
         metrics: Arc::new(crate::http::Metrics::new()),
         wake: Arc::clone(wake),
     };
-    Ok(Some(crate::http::HttpServer::start(http, listener, parts)))
+    Ok(Some(crate::http::HttpServer::start(http, listener, parts)?))
 }
 
 /// How a pass ended.

@@ -40,7 +40,7 @@ mod relays;
 mod unsubscribe;
 mod webhooks;
 
-pub use crate::config::http::{HttpConfig, HttpSecret, RawHttp, SourceConfig};
+pub use crate::config::http::{HttpConfig, HttpConfigError, HttpSecret, RawHttp, SecretSource};
 pub use metrics::Metrics;
 
 /// Why the listener could not start.
@@ -51,6 +51,31 @@ pub enum HttpError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{}: {}", .0.key, .0.message)]
+    Secret(HttpConfigError),
+}
+
+/// Reads the secrets of `http`: Shopify's, WooCommerce's and the API's.
+pub fn read_secrets(http: &HttpConfig) -> Result<Secrets, HttpError> {
+    let read = |source: Option<&SecretSource>| -> Result<Vec<HttpSecret>, HttpError> {
+        source
+            .map(|s| s.read().map_err(HttpError::Secret))
+            .transpose()
+            .map(Option::unwrap_or_default)
+    };
+    Ok(Secrets {
+        shopify: read(http.shopify.as_ref().map(|s| &s.secrets))?,
+        woocommerce: read(http.woocommerce.as_ref().map(|s| &s.secrets))?,
+        api: read(http.api_tokens.as_ref())?,
+    })
+}
+
+/// The secrets as read; they never print.
+#[derive(Debug)]
+pub struct Secrets {
+    pub shopify: Vec<HttpSecret>,
+    pub woocommerce: Vec<HttpSecret>,
+    pub api: Vec<HttpSecret>,
 }
 
 /// Binds the listening socket: what `check` tries, and the first step of
@@ -106,19 +131,23 @@ pub struct HttpParts {
 }
 
 impl HttpServer {
-    /// Starts serving on `listener` (from [`bind`]).
-    pub fn start(http: HttpConfig, listener: TcpListener, parts: HttpParts) -> Self {
-        let keys = |source: &Option<SourceConfig>| -> Vec<ring::hmac::Key> {
-            source
+    /// Reads the secrets and starts serving on `listener` (from [`bind`]).
+    pub fn start(
+        http: HttpConfig,
+        listener: TcpListener,
+        parts: HttpParts,
+    ) -> Result<Self, HttpError> {
+        let secrets = read_secrets(&http)?;
+        let keys = |secrets: &[HttpSecret]| -> Vec<ring::hmac::Key> {
+            secrets
                 .iter()
-                .flat_map(|s| &s.secrets)
                 .map(|s| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, s.expose()))
                 .collect()
         };
         let app = Arc::new(App {
-            shopify_keys: keys(&http.shopify),
-            woocommerce_keys: keys(&http.woocommerce),
-            api_tokens: api::Tokens::new(&http.api_tokens),
+            shopify_keys: keys(&secrets.shopify),
+            woocommerce_keys: keys(&secrets.woocommerce),
+            api_tokens: api::Tokens::new(&secrets.api),
             http,
             config: parts.config,
             store: parts.store,
@@ -131,12 +160,12 @@ impl HttpServer {
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(serve(Arc::clone(&app), listener, stopped));
         tracing::info!(listen = %local_addr, "HTTP listener is up");
-        Self {
+        Ok(Self {
             app,
             stop,
             task,
             local_addr,
-        }
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
