@@ -251,7 +251,7 @@ fn secrets(
 ) -> Result<Vec<HttpSecret>, HttpConfigError> {
     let mut found = Vec::new();
     if let Some(path) = file {
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let text = std::fs::read_to_string(path).map_err(|e| {
             invalid(
                 &format!("{key}.{what}_file"),
                 format!("{}: {e}", path.display()),
