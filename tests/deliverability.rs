@@ -396,6 +396,15 @@ closes_after = "5d"
         assert!(smtp.message(1).contains("shipment"));
         let follow_up = env.stage_state(&now_plus(3), "C-1", "follow_up");
         assert_eq!(follow_up["reason"], "suppressed: manual", "{follow_up}");
+        // A manual resend does not get past the list either; the
+        // transactional shipment may be resent.
+        let out = env.run(&["resend", "C-1", "follow_up"]);
+        assert_eq!(out.status.code(), Some(2));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("Bob@example.net is on the suppression list"), "{stderr}");
+        assert_eq!(smtp.received().len(), 1);
+        env.ok(&["resend", "C-1", "shipment"]);
+        assert_eq!(smtp.received().len(), 2);
 
         // Two temporary failures within three days suppress.
         let delayed = std::fs::read_to_string(

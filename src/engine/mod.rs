@@ -57,6 +57,15 @@ pub enum EngineError {
     NoStage(String),
     #[error("{0} is being sent right now")]
     InFlight(String),
+    #[error(
+        "{address} is on the suppression list ({reason} since {since}); if the buyer asked \
+         for this message, `followupd suppress remove {address}` first"
+    )]
+    Suppressed {
+        address: String,
+        reason: crate::suppress::Reason,
+        since: String,
+    },
     #[error(transparent)]
     Smtp(#[from] crate::transport::smtp::SmtpSetupError),
 }
@@ -310,6 +319,17 @@ impl Engine {
             .ok_or_else(|| EngineError::NoStage(stage.to_string()))?;
         if row.state == StageState::Sending {
             return Err(EngineError::InFlight(format!("{}/{stage}", order.key)));
+        }
+        // A resend is on purpose, but never to a buyer who said stop (a
+        // transactional stage excepted, as in every pass).
+        if let Some(entry) = self.suppression_of(&order).await? {
+            if !spec.transactional {
+                return Err(EngineError::Suppressed {
+                    address: entry.address.to_string(),
+                    reason: entry.reason,
+                    since: entry.at.to_rfc3339(),
+                });
+            }
         }
         let note = format!("manual resend (was {})", row.state);
         self.deliver(

@@ -124,7 +124,10 @@ impl Engine {
     }
 
     /// The suppression-list entry of an order's buyer, if any.
-    async fn suppression_of(&self, order: &Order) -> Result<Option<Suppression>, EngineError> {
+    pub(super) async fn suppression_of(
+        &self,
+        order: &Order,
+    ) -> Result<Option<Suppression>, EngineError> {
         match Address::parse(order.buyer_email.as_str()) {
             Ok(address) => Ok(self.store.suppression(&address).await?),
             Err(_) => Ok(None),
