@@ -18,6 +18,7 @@
 #   IDLE_LARGE [1000000, *100000] stored orders, large idle-tick database
 #   IDLE_RUNS [20]          ticks timed per idle database and run (hyperfine -r)
 #   RENDER_N [100000, *20000] messages for the in-process render + lint row
+#   LINEAR_BASE [150000] bytes of the smaller message in row 4b
 #   PG [auto]               auto: PostgreSQL rows when a server answers; 0: skip; 1: required
 #   PGHOST [127.0.0.1] PGPORT [5432] PGUSER [postgres]   (trust auth)
 #   PROFILE [0]             1: perf record the send, import and idle-tick cases
@@ -31,10 +32,10 @@ ROOT=$(dirname "$HERE")
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
     RUNS=${RUNS:-1}; SEND_N=${SEND_N:-2000}; IMPORT_N=${IMPORT_N:-100000}
-    IDLE_LARGE=${IDLE_LARGE:-100000}; RENDER_N=${RENDER_N:-20000}
+    IDLE_LARGE=${IDLE_LARGE:-100000}; RENDER_N=${RENDER_N:-20000}; LINEAR_BASE=${LINEAR_BASE:-150000}
 else
     RUNS=${RUNS:-3}; SEND_N=${SEND_N:-20000}; IMPORT_N=${IMPORT_N:-1000000}
-    IDLE_LARGE=${IDLE_LARGE:-1000000}; RENDER_N=${RENDER_N:-100000}
+    IDLE_LARGE=${IDLE_LARGE:-1000000}; RENDER_N=${RENDER_N:-100000}; LINEAR_BASE=${LINEAR_BASE:-150000}
 fi
 POOL=${POOL:-4}
 PAD=${PAD:-130}
@@ -506,6 +507,27 @@ if [ -e "$ROOT/examples/render_lint.rs" ]; then
     fi
 fi
 
+# ------------------------------------- row 4b: the lint's time is linear --
+# examples/lint_linearity.rs times the whole lint of one message (words with
+# every hit traced to its origin, HTML visible text, the amazon profile) at
+# LINEAR_BASE bytes and at 16 times that, over adversarial shapes (spaced and
+# dotted letters, one long word, thousands of hits, allowed phrases, digit
+# runs, emoji, unclosed tags...), best of three each. Linear time gives
+# about 16x; the row holds while the worst shape stays under 32x.
+R[linear]=""; R[linear_shape]=""
+if [ -e "$ROOT/examples/lint_linearity.rs" ]; then
+    log "row 4b: lint time at ${LINEAR_BASE} bytes and 16x that, adversarial shapes, one core"
+    if (cd "$ROOT" && cargo build --release -q --example lint_linearity) >"$OUT_FILE" 2>&1; then
+        taskset -c 0 "$ROOT/target/release/examples/lint_linearity" "$LINEAR_BASE" 16 >"$OUT_FILE" 2>&1 \
+            || { cat "$OUT_FILE" >&2; die "examples/lint_linearity failed"; }
+        sed 's/^/    /' "$OUT_FILE" >&2
+        R[linear]=$(sed -n 's/^lint linearity: worst \([0-9.]*\) .*/\1/p' "$OUT_FILE")
+        R[linear_shape]=$(sed -n 's/^lint linearity: worst [0-9.]* for 16x the input (\(.*\)); .*/\1/p' "$OUT_FILE")
+    else
+        cat "$OUT_FILE" >&2; log "examples/lint_linearity does not build: row 4b not measured"
+    fi
+fi
+
 # --------------------------------------------------- row 6: PostgreSQL --
 if [ "$PG_ON" = 1 ]; then
     log "row 6a: send $SEND_N messages, pool $POOL, PostgreSQL ($RUNS runs)"
@@ -749,6 +771,12 @@ else
     # wire ceiling of row 1 is shown beside it (>= 1x: one core keeps up).
     ratio=$(calc "${R[render]} / 20000")
     row "4. render + lint + build (msg/s, 1 core)" "$(fmt "${R[render]}") examples/render_lint" "20000 target (wire: $(fmt "$(calc "${R[render]} / ${R[send_ceil]}")" 2)x of row 1)" "$(fmt "$ratio" 2)x" ">= 1.0x" "$(verdict "$ratio" 1 '>=')"
+fi
+if [ -n "${R[linear]}" ]; then
+    ratio=$(calc "${R[linear]} / 16")
+    row "4b. lint time for 16x the input (worst shape)" "$(fmt "${R[linear]}" 1)x (${R[linear_shape]})" "16x linear" "$(fmt "$ratio" 2)x" "< 2.0x" "$(verdict "$ratio" 2 '<=')"
+else
+    row "4b. lint time for 16x the input (worst shape)" "not measured" "-" "-" "-" "not measured"
 fi
 ratio=$(calc "${R[import_shopify]} / ${R[import]}")
 row "2s. import --from shopify, SQLite (rows/s)" "$(fmt "${R[import_shopify]}") ($SHOPIFY_ORDERS orders, max RSS $RSS_SHOPIFY MB)" "$(fmt "${R[import]}") row 2, canonical CSV" "$(fmt "$ratio" 3)x" ">= 0.5x" "$(verdict "$ratio" 0.5 '>=')"

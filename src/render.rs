@@ -310,8 +310,9 @@ impl Templates {
         }
         let mut findings = Vec::new();
         for (part, text, file) in parts {
+            let attributor = lint::Attributor::new(forbidden, &file.own_hits, fields);
             for hit in forbidden.scan_locale(text, Some(&rendered.locale)) {
-                let origin = lint::attribute(forbidden, &hit, &file.own_hits, fields);
+                let origin = attributor.origin(&hit);
                 findings.push(Finding { part, hit, origin });
             }
         }

@@ -1,6 +1,8 @@
 //! Findings: a hit in a rendered message, which part it is in, and where it
 //! came from (the template's own text, an order field, or the rendering).
 
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 
 use super::normalize::{normalize, skeleton_of};
@@ -153,29 +155,77 @@ pub struct TemplateHits {
 /// Says where a hit in a rendered part came from: the same word in the
 /// template's own text wins, then an order field that contains it. Words are
 /// compared normalised (`Review` = `r e v i e w`); order fields are checked
-/// with the list the hit came from.
+/// with the list the hit came from. For many hits in one part, an
+/// [`Attributor`] scans each field once instead of once a hit.
 pub fn attribute(
     forbidden: &Forbidden,
     hit: &Hit,
     template: &TemplateHits,
     fields: &[(String, &str)],
 ) -> Origin {
-    let word = word_key(&hit.word);
-    if let Some(t) = template.hits.iter().find(|t| word_key(&t.word) == word) {
-        return Origin::Template {
-            file: template.file.clone(),
-            line: t.line,
-            column: t.column,
-        };
-    }
-    for (name, value) in fields {
-        if forbidden
-            .scan_locale(value, hit.locale.as_deref())
-            .iter()
-            .any(|h| word_key(&h.word) == word)
-        {
-            return Origin::OrderField(name.clone());
+    Attributor::new(forbidden, template, fields).origin(hit)
+}
+
+/// [`attribute`] for every hit of one rendered part: the template's words
+/// and each order field's words are normalised once, so tracing all hits
+/// costs time linear in the part, the template and the fields.
+pub struct Attributor<'a> {
+    forbidden: &'a Forbidden,
+    template: &'a TemplateHits,
+    fields: &'a [(String, &'a str)],
+    /// Each template word's key, with its first hit.
+    template_keys: HashMap<String, usize>,
+    /// Per locale the hit came from: each field's word keys, made on first
+    /// use.
+    field_keys: RefCell<HashMap<Option<String>, Vec<HashSet<String>>>>,
+}
+
+impl<'a> Attributor<'a> {
+    pub fn new(
+        forbidden: &'a Forbidden,
+        template: &'a TemplateHits,
+        fields: &'a [(String, &'a str)],
+    ) -> Self {
+        let mut template_keys = HashMap::new();
+        for (i, t) in template.hits.iter().enumerate() {
+            template_keys.entry(word_key(&t.word)).or_insert(i);
+        }
+        Self {
+            forbidden,
+            template,
+            fields,
+            template_keys,
+            field_keys: RefCell::new(HashMap::new()),
         }
     }
-    Origin::Rendered
+
+    /// Where `hit` came from.
+    pub fn origin(&self, hit: &Hit) -> Origin {
+        let word = word_key(&hit.word);
+        if let Some(&i) = self.template_keys.get(&word) {
+            let t = &self.template.hits[i];
+            return Origin::Template {
+                file: self.template.file.clone(),
+                line: t.line,
+                column: t.column,
+            };
+        }
+        let mut cache = self.field_keys.borrow_mut();
+        let keys = cache.entry(hit.locale.clone()).or_insert_with(|| {
+            self.fields
+                .iter()
+                .map(|(_, value)| {
+                    self.forbidden
+                        .scan_locale(value, hit.locale.as_deref())
+                        .iter()
+                        .map(|h| word_key(&h.word))
+                        .collect()
+                })
+                .collect()
+        });
+        match keys.iter().position(|k| k.contains(&word)) {
+            Some(i) => Origin::OrderField(self.fields[i].0.clone()),
+            None => Origin::Rendered,
+        }
+    }
 }

@@ -42,7 +42,6 @@ const BREAKING: &[&[u8]] = &[
     b"header",
     b"hr",
     b"html",
-    b"img",
     b"li",
     b"main",
     b"nav",
@@ -54,14 +53,17 @@ const BREAKING: &[&[u8]] = &[
     b"summary",
     b"table",
     b"tbody",
-    b"td",
     b"tfoot",
-    b"th",
     b"thead",
     b"title",
     b"tr",
     b"ul",
 ];
+
+/// Elements shown side by side on one line, as separate words: table
+/// cells. One letter a cell still reads as spaced letters (`r e v`), which
+/// the lint joins.
+const CELLS: &[&[u8]] = &[b"td", b"th"];
 
 /// Elements whose content is never shown as text.
 const HIDDEN: &[&[u8]] = &[b"script", b"style", b"template"];
@@ -169,8 +171,12 @@ fn walk<S: SpanBound>(
                     .filter_map(|a| tag.attributes.get(a))
                     .filter(|v| !v.is_empty())
                     .collect();
+                // An image without alt or title text is inline and shows
+                // nothing in words: `re<img src=x>view` reads "review".
                 if BREAKING.contains(&name) || !shown.is_empty() {
                     push("\n", tag.span);
+                } else if CELLS.contains(&name) {
+                    push(" ", tag.span);
                 }
                 for value in shown {
                     push(&String::from_utf8_lossy(value), value.span);
@@ -183,6 +189,8 @@ fn walk<S: SpanBound>(
                     hidden_depth = hidden_depth.saturating_sub(1);
                 } else if hidden_depth == 0 && BREAKING.contains(&name) {
                     push("\n", tag.span);
+                } else if hidden_depth == 0 && CELLS.contains(&name) {
+                    push(" ", tag.span);
                 }
             }
             _ => {}
@@ -233,9 +241,10 @@ mod tests {
         assert_eq!(visible_text("<p>re</p><p>view</p>").trim(), "re\n\nview");
         assert_eq!(visible_text("re<br>view").trim(), "re\nview");
         assert_eq!(
-            visible_text("<td>pre</td><td>view</td>").trim(),
-            "pre\n\nview"
+            visible_text("<tr><td>pre</td><td>view</td></tr>").trim(),
+            "pre  view"
         );
+        assert_eq!(visible_text("re<img src=x.png>view").trim(), "review");
     }
 
     #[test]

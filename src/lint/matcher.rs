@@ -2,6 +2,8 @@
 //! normalised text finds candidates, each checked letter by letter and for
 //! word boundaries; allowed phrases and overlaps are settled last.
 
+use std::cell::OnceCell;
+
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 
 use super::finding::Hit;
@@ -124,13 +126,14 @@ impl Matcher {
         };
         let normalized = normalize(text, true);
         let stream = Stream::build(&normalized);
+        let extents = OnceCell::new();
         let candidates: Vec<Candidate> = automaton
             .find_overlapping_iter(&stream.skeleton[..])
             .filter_map(|m| {
                 let variant = &self.variants[m.pattern().as_usize()];
                 let a = stream.position(m.start());
                 let b = stream.position(m.end() - 1) + 1;
-                self.verify(variant, a, b, &stream)
+                self.verify(variant, (a, b), &stream, &extents)
             })
             .collect();
         if candidates.is_empty() {
@@ -142,7 +145,13 @@ impl Matcher {
     /// A match of the automaton at stream positions `a..b`, checked letter by
     /// letter and for word boundaries, and widened to the whole word for
     /// entries with `*`.
-    fn verify(&self, variant: &Variant, a: usize, b: usize, stream: &Stream) -> Option<Candidate> {
+    fn verify(
+        &self,
+        variant: &Variant,
+        (a, b): (usize, usize),
+        stream: &Stream,
+        extents: &OnceCell<Extents>,
+    ) -> Option<Candidate> {
         if b - a != variant.chars.len() {
             return None;
         }
@@ -167,16 +176,15 @@ impl Matcher {
             return None;
         }
         let (mut a, mut b) = (a, b);
-        if !entry.unspaced {
+        if !entry.unspaced && (entry.infix || entry.prefix) {
+            // Word extents are worked out once for the whole text, so that
+            // widening every candidate inside one long word stays linear.
+            let extents = extents.get_or_init(|| Extents::of(stream));
             if entry.infix {
-                while a > 0 && stream.continues_word(a) {
-                    a -= 1;
-                }
+                a = extents.start[a] as usize;
             }
             if entry.prefix {
-                while b < stream.len() && stream.continues_word(b) {
-                    b += 1;
-                }
+                b = extents.end[b] as usize;
             }
         }
         Some(Candidate {
@@ -189,15 +197,14 @@ impl Matcher {
     /// Drops candidates inside an allowed phrase and the allowed phrases
     /// themselves; sorts the rest by position, then by list order.
     fn settle(&self, mut candidates: Vec<Candidate>) -> Vec<Candidate> {
-        let allowed: Vec<(usize, usize)> = candidates
-            .iter()
-            .filter(|c| self.entries[c.entry].allow)
-            .map(|c| (c.start, c.end))
-            .collect();
-        candidates.retain(|c| {
-            !self.entries[c.entry].allow
-                && !allowed.iter().any(|&(s, e)| s <= c.start && c.end <= e)
-        });
+        let allowed = Allowed::new(
+            candidates
+                .iter()
+                .filter(|c| self.entries[c.entry].allow)
+                .map(|c| (c.start, c.end))
+                .collect(),
+        );
+        candidates.retain(|c| !self.entries[c.entry].allow && !allowed.covers(c.start, c.end));
         candidates.sort_by_key(|c| (c.start, c.entry));
         candidates
     }
@@ -235,6 +242,69 @@ struct Candidate {
     start: usize,
     end: usize,
     entry: usize,
+}
+
+/// Allowed phrases found in a text, for asking in logarithmic time whether
+/// one of them covers a candidate.
+struct Allowed {
+    /// Sorted by start.
+    spans: Vec<(usize, usize)>,
+    /// The furthest end among `spans[..=i]`.
+    reach: Vec<usize>,
+}
+
+impl Allowed {
+    fn new(mut spans: Vec<(usize, usize)>) -> Self {
+        spans.sort_unstable();
+        let reach = spans
+            .iter()
+            .scan(0, |furthest, &(_, end)| {
+                *furthest = end.max(*furthest);
+                Some(*furthest)
+            })
+            .collect();
+        Self { spans, reach }
+    }
+
+    /// Whether an allowed phrase starting at or before `start` reaches `end`.
+    fn covers(&self, start: usize, end: usize) -> bool {
+        let before = self.spans.partition_point(|&(s, _)| s <= start);
+        before > 0 && self.reach[before - 1] >= end
+    }
+}
+
+/// For every stream position, where the word around it starts and ends
+/// (joined letters count as one word).
+struct Extents {
+    /// Position → the first position of its word.
+    start: Vec<u32>,
+    /// Position → the first position after its word; one entry more than the
+    /// stream, for the end of the text.
+    end: Vec<u32>,
+}
+
+impl Extents {
+    fn of(stream: &Stream) -> Self {
+        let len = stream.len();
+        let mut start = Vec::with_capacity(len);
+        for k in 0..len {
+            let s = if k > 0 && stream.continues_word(k) {
+                start[k - 1]
+            } else {
+                k as u32
+            };
+            start.push(s);
+        }
+        let mut end = vec![len as u32; len + 1];
+        for k in (0..len).rev() {
+            if !stream.continues_word(k) {
+                end[k] = k as u32;
+            } else {
+                end[k] = end[k + 1];
+            }
+        }
+        Self { start, end }
+    }
 }
 
 /// Turns byte offsets into line and column, walking forward only.
@@ -390,9 +460,14 @@ impl<'n> Stream<'n> {
     }
 }
 
-/// The separators to take out between single-character pieces: a space or
-/// up to three punctuation characters (`r e v`, `r.e.v`, `r - e`), never a
-/// line break or a web address. In scripts without spaces every character
+/// The longest separator taken out between single-character pieces, in
+/// normalised characters (a run of white space is one).
+pub(super) const MAX_JOIN_GAP: usize = 8;
+
+/// The separators to take out between single-character pieces: any run of
+/// spaces and punctuation up to [`MAX_JOIN_GAP`] characters long (`r e v`,
+/// `r.e.v`, `r -- e`, `r … e`), never one holding a letter, a digit, a line
+/// break or a web address. In scripts without spaces every character
 /// is a piece, and only spaces and a few separators that no sentence needs
 /// are taken out (`レ ビ ュ ー`, `評・価`; never `、` or `。`). `None` when
 /// there is nothing to join.
@@ -429,7 +504,7 @@ fn joined_separators(norm: &[NChar]) -> Option<Vec<bool>> {
                 }
                 _ => false,
             };
-            if !gap.is_empty() && gap.len() <= 3 && gap.iter().all(joinable) {
+            if !gap.is_empty() && gap.len() <= MAX_JOIN_GAP && gap.iter().all(joinable) {
                 let skip = skip.get_or_insert_with(|| vec![false; norm.len()]);
                 skip[prev_end..start].iter_mut().for_each(|s| *s = true);
             }

@@ -57,7 +57,7 @@ mod lists;
 mod matcher;
 mod normalize;
 
-pub use finding::{attribute, Finding, Hit, Origin, Part, TemplateHits};
+pub use finding::{attribute, Attributor, Finding, Hit, Origin, Part, TemplateHits};
 pub use html::{visible_text, visible_text_with_sources};
 pub use lists::{default_list, DEFAULT_FORBIDDEN, SHIPPED_LOCALES};
 

@@ -174,6 +174,9 @@ pub(super) enum AsciiClass {
     UrlStart,
     Space,
     Newline,
+    /// `/`: may end the host name of a web address written without a
+    /// scheme (`shop.example/review`).
+    Slash,
     Other,
 }
 
@@ -202,6 +205,7 @@ pub(super) const ASCII_CLASSES: [(u8, u8, AsciiClass); 128] = {
             b'a'..=b'z' | b'0'..=b'9' => AsciiClass::Letter,
             b' ' | b'\t' => AsciiClass::Space,
             b'\n' | b'\r' | 0x0B | 0x0C => AsciiClass::Newline,
+            b'/' => AsciiClass::Slash,
             _ => AsciiClass::Other,
         };
         table[i] = (c, skel, class);
@@ -259,6 +263,12 @@ impl Normalizer<'_> {
             AsciiClass::Letter | AsciiClass::UrlStart => {
                 return self.push(c as char, start, end, Kind::Word)
             }
+            AsciiClass::Slash => {
+                if self.find_urls && !self.in_url && self.host_before() {
+                    self.in_url = true;
+                }
+                return self.push(c as char, start, end, Kind::Punct);
+            }
             AsciiClass::Other => return self.push(c as char, start, end, Kind::Punct),
         };
         // The common case, inlined.
@@ -270,6 +280,52 @@ impl Normalizer<'_> {
             kind,
             extra_marks: 0,
         });
+    }
+
+    /// Whether the characters just before a `/` are a host name starting a
+    /// word (`shop.example`, `a-b.co.uk`: labels of ASCII letters, digits
+    /// and hyphens, a dot, a last label of two letters or more); if so they
+    /// are marked as part of a web address. Looks back at most 253
+    /// characters (the longest host name), so the text stays linear.
+    fn host_before(&mut self) -> bool {
+        let chars = &self.out.chars;
+        let is_host_char = |n: &NChar| {
+            (n.c.is_ascii_alphanumeric() || n.c == '-' || n.c == '.')
+                && matches!(n.kind, Kind::Word | Kind::Punct)
+        };
+        let len = chars
+            .iter()
+            .rev()
+            .take(254)
+            .take_while(|n| is_host_char(n))
+            .count();
+        if len == 0 || len > 253 {
+            return false;
+        }
+        let from = chars.len() - len;
+        if chars[..from]
+            .last()
+            .is_some_and(|n| n.kind == Kind::Url || n.c == '@')
+        {
+            return false;
+        }
+        let host: String = chars[from..].iter().map(|n| n.c).collect();
+        let labels: Vec<&str> = host.split('.').collect();
+        let valid = labels.len() >= 2
+            && labels.iter().all(|l| !l.is_empty())
+            && labels
+                .last()
+                .is_some_and(|t| t.len() >= 2 && t.chars().all(|c| c.is_ascii_alphabetic()));
+        if !valid {
+            return false;
+        }
+        // Every host character is ASCII: one skeleton byte each, at the end.
+        let skeleton_from = self.out.skeleton.len() - len;
+        for n in &mut self.out.chars[from..] {
+            n.kind = Kind::Url;
+        }
+        self.out.skeleton[skeleton_from..].fill(0);
+        true
     }
 
     /// Kana or Han, folded (see [`kana_or_han`]): the common case of

@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::contact::{contacts, is_emoji};
 use super::incentive::incentives;
-use super::links::{attribute_values, domain, is_allowed, tags, urls};
+use super::links::{domain, is_allowed, markup, urls};
 use super::{Policy, RuleId};
 use crate::lint::Part;
 
@@ -67,7 +67,9 @@ pub struct MessageParts<'a> {
     pub order_links: &'a [&'a str],
 }
 
-/// Checks a rendered message against the policy.
+/// Checks a rendered message against the policy. Time is linear in the
+/// message: every scanner is one pass, and positions are found walking
+/// forward.
 pub fn check(policy: &Policy, message: &MessageParts<'_>) -> Vec<Violation> {
     let mut found = Vec::new();
     let mut prose: Vec<(Part, &str)> =
@@ -75,21 +77,46 @@ pub fn check(policy: &Policy, message: &MessageParts<'_>) -> Vec<Violation> {
     if let Some(visible) = message.html_text {
         prose.push((Part::Html, visible));
     }
+    let markup = message.html.map(markup);
     if policy.applies(RuleId::Incentive) {
         for (part, text) in &prose {
-            incentives(policy, *part, text, &mut found);
+            place(
+                &mut found,
+                RuleId::Incentive,
+                *part,
+                text,
+                incentives(policy, text),
+            );
         }
     }
     if policy.applies(RuleId::Contact) {
         for (part, text) in &prose {
-            contacts(*part, text, message.order_id, &mut found);
+            place(
+                &mut found,
+                RuleId::Contact,
+                *part,
+                text,
+                contacts(text, message.order_id),
+            );
+        }
+        if let (Some(html), Some(markup)) = (message.html, &markup) {
+            place(
+                &mut found,
+                RuleId::Contact,
+                Part::Html,
+                html,
+                markup.mail_addresses.clone(),
+            );
         }
     }
     if policy.applies(RuleId::Emoji) {
         for (part, text) in &prose {
-            for (line, column, c) in positions(text).filter(|(_, _, c)| is_emoji(*c)) {
-                found.push(violation(RuleId::Emoji, *part, line, column, c.to_string()));
-            }
+            let emoji = text
+                .char_indices()
+                .filter(|(_, c)| is_emoji(*c))
+                .map(|(at, c)| (at, c.to_string()))
+                .collect();
+            place(&mut found, RuleId::Emoji, *part, text, emoji);
         }
     }
     if policy.applies(RuleId::Link) {
@@ -99,27 +126,34 @@ pub fn check(policy: &Policy, message: &MessageParts<'_>) -> Vec<Violation> {
             .filter_map(|l| domain(l))
             .chain(policy.allowed_domains.iter().filter_map(|d| domain(d)))
             .collect();
+        let foreign = |links: Vec<(usize, String)>| -> Vec<(usize, String)> {
+            links
+                .into_iter()
+                .filter(|(_, url)| !domain(url).is_some_and(|d| is_allowed(&d, &allowed)))
+                .collect()
+        };
         for (part, text) in [(Part::Subject, message.subject), (Part::Text, message.text)] {
-            for (line, column, url) in urls(text) {
-                if !domain(&url).is_some_and(|d| is_allowed(&d, &allowed)) {
-                    found.push(violation(RuleId::Link, part, line, column, url));
-                }
-            }
+            place(&mut found, RuleId::Link, part, text, foreign(urls(text)));
         }
-        if let Some(html) = message.html {
-            for (line, column, url) in attribute_values(html, "href") {
-                let linked = url.starts_with("http") || url.starts_with("//");
-                if linked && !domain(&url).is_some_and(|d| is_allowed(&d, &allowed)) {
-                    found.push(violation(RuleId::Link, Part::Html, line, column, url));
-                }
-            }
+        if let (Some(html), Some(markup)) = (message.html, &markup) {
+            place(
+                &mut found,
+                RuleId::Link,
+                Part::Html,
+                html,
+                foreign(markup.links.clone()),
+            );
         }
     }
     if policy.applies(RuleId::Image) {
-        if let Some(html) = message.html {
-            for (line, column, tag) in tags(html, "img") {
-                found.push(violation(RuleId::Image, Part::Html, line, column, tag));
-            }
+        if let (Some(html), Some(markup)) = (message.html, &markup) {
+            place(
+                &mut found,
+                RuleId::Image,
+                Part::Html,
+                html,
+                markup.images.clone(),
+            );
         }
     }
     if policy.applies(RuleId::Attachment) {
@@ -149,6 +183,62 @@ pub fn check(policy: &Policy, message: &MessageParts<'_>) -> Vec<Violation> {
     found
 }
 
+/// Adds one violation of `rule` for each (byte offset, text found) in `text`.
+fn place(
+    found: &mut Vec<Violation>,
+    rule: RuleId,
+    part: Part,
+    text: &str,
+    items: Vec<(usize, String)>,
+) {
+    let mut locator = Locator::new(text);
+    for (at, what) in items {
+        let (line, column) = locator.at(at);
+        found.push(violation(rule, part, line, column, what));
+    }
+}
+
+/// Line and column of byte offsets, walking forward from the last one asked
+/// (back to the start only when asked for an earlier one), so offsets asked
+/// in order cost time linear in the text.
+struct Locator<'t> {
+    text: &'t str,
+    byte: usize,
+    line: usize,
+    column: usize,
+}
+
+impl<'t> Locator<'t> {
+    fn new(text: &'t str) -> Self {
+        Self {
+            text,
+            byte: 0,
+            line: 1,
+            column: 1,
+        }
+    }
+
+    fn at(&mut self, offset: usize) -> (usize, usize) {
+        let mut offset = offset.min(self.text.len());
+        while !self.text.is_char_boundary(offset) {
+            offset -= 1;
+        }
+        if offset < self.byte {
+            (self.byte, self.line, self.column) = (0, 1, 1);
+        }
+        for c in self.text[self.byte..offset].chars() {
+            if c == '\n' {
+                self.line += 1;
+                self.column = 1;
+            } else {
+                self.column += 1;
+            }
+        }
+        self.byte = offset;
+        (self.line, self.column)
+    }
+}
+
 pub(super) fn violation(
     rule: RuleId,
     part: Part,
@@ -163,15 +253,6 @@ pub(super) fn violation(
         column,
         found,
     }
-}
-
-/// Every character with its 1-based line and column.
-fn positions(text: &str) -> impl Iterator<Item = (usize, usize, char)> + '_ {
-    text.lines().enumerate().flat_map(|(l, line)| {
-        line.chars()
-            .enumerate()
-            .map(move |(c, ch)| (l + 1, c + 1, ch))
-    })
 }
 
 /// Line and column (1-based, in characters) of a byte offset.

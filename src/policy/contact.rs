@@ -1,36 +1,37 @@
 //! Contact details (`contact`) and emoji (`emoji`) in the message text.
 
-use super::check::{violation, Violation};
-use super::RuleId;
-use crate::lint::Part;
+use super::links::is_web_address;
 
-pub(super) fn contacts(part: Part, text: &str, order_id: &str, found: &mut Vec<Violation>) {
-    for (l, line) in text.lines().enumerate() {
-        let mut column = 0;
-        for word in line.split(' ') {
-            let token = word.trim_matches(|c: char| !c.is_alphanumeric() && c != '@' && c != '+');
-            let lower = token.to_ascii_lowercase();
-            let is_url =
-                lower.starts_with("http") || lower.starts_with("www.") || lower.contains("://");
-            if !is_url && email_like(token) {
-                let offset = word.find(token).unwrap_or(0);
-                found.push(violation(
-                    RuleId::Contact,
-                    part,
-                    l + 1,
-                    column + offset + 1,
-                    token.to_string(),
-                ));
-            }
-            column += word.chars().count() + 1;
-        }
-        for (start, number) in phone_numbers(line) {
-            if !order_id.contains(number.trim()) && !number.contains(order_id) {
-                let col = line[..start].chars().count() + 1;
-                found.push(violation(RuleId::Contact, part, l + 1, col, number));
-            }
+/// Email addresses and phone numbers in a text, with the byte offset each
+/// starts at, in order. Web addresses and the order id are not contact
+/// details.
+pub(super) fn contacts(text: &str, order_id: &str) -> Vec<(usize, String)> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    for token in text.split_inclusive(char::is_whitespace) {
+        let start = at;
+        at += token.len();
+        let word = token.trim_end_matches(char::is_whitespace);
+        let trimmed = word.trim_matches(|c: char| !c.is_alphanumeric() && c != '@' && c != '+');
+        if !is_web_address(word.trim_start_matches(|c: char| !c.is_alphanumeric()))
+            && !trimmed.contains("://")
+            && email_like(trimmed)
+        {
+            let offset = word.find(trimmed).unwrap_or(0);
+            out.push((start + offset, trimmed.to_string()));
         }
     }
+    let mut line_start = 0;
+    for line in text.split_inclusive('\n') {
+        for (start, number) in phone_numbers(line) {
+            if !order_id.contains(number.trim()) && !number.contains(order_id) {
+                out.push((line_start + start, number));
+            }
+        }
+        line_start += line.len();
+    }
+    out.sort_by_key(|(at, _)| *at);
+    out
 }
 
 pub(super) fn email_like(token: &str) -> bool {

@@ -1,8 +1,6 @@
 //! The `incentive` rule: asking for positive ratings or rewarding feedback.
 
-use super::check::{locate, violation, Violation};
-use super::{Policy, RuleId};
-use crate::lint::Part;
+use super::Policy;
 
 /// The default incentive phrases. `...` stands for up to 80 characters of
 /// anything, so `free ... in exchange` catches "a free sample in exchange".
@@ -25,7 +23,11 @@ pub const DEFAULT_INCENTIVE_PHRASES: &[&str] = &[
     "coupon ... feedback",
 ];
 
-pub(super) fn incentives(policy: &Policy, part: Part, text: &str, found: &mut Vec<Violation>) {
+/// The first match of each incentive phrase in a text, with its byte offset
+/// (in the lower-cased text, which has the same offsets as the text unless
+/// lower-casing changed a character's length).
+pub(super) fn incentives(policy: &Policy, text: &str) -> Vec<(usize, String)> {
+    let mut found = Vec::new();
     // Lower-casing keeps byte offsets for ASCII phrases; other text is
     // matched on its own lower-cased form and located approximately.
     let lower = text.to_lowercase();
@@ -58,26 +60,21 @@ pub(super) fn incentives(policy: &Policy, part: Part, text: &str, found: &mut Ve
                 }
             }
             if matched {
-                let (line, column) = if same_offsets {
-                    locate(text, start)
+                let (at, shown) = if same_offsets {
+                    (start, &text[start..end])
                 } else {
-                    locate(&lower, start)
+                    // Located approximately: lower-casing moved the offsets.
+                    let mut at = start.min(text.len());
+                    while !text.is_char_boundary(at) {
+                        at -= 1;
+                    }
+                    (at, &lower[start..end])
                 };
-                let shown = if same_offsets {
-                    &text[start..end]
-                } else {
-                    &lower[start..end]
-                };
-                found.push(violation(
-                    RuleId::Incentive,
-                    part,
-                    line,
-                    column,
-                    shown.to_string(),
-                ));
+                found.push((at, shown.to_string()));
                 break;
             }
             from = start + first.len();
         }
     }
+    found
 }

@@ -200,6 +200,63 @@ mod tests {
     }
 
     #[test]
+    fn images_and_links_are_read_as_a_mail_client_reads_the_markup() {
+        let p = amazon();
+        for html in [
+            r#"<table background="https://px.example/bg.png"><tr><td>order 111-222</td></tr></table>"#,
+            r#"<div style="background-image: url('https://px.example/p.gif')">order 111-222</div>"#,
+            r#"<style>p { background: URL(https://px.example/p.gif) }</style><p>order 111-222</p>"#,
+            r#"<svg><image href="https://px.example/p.png"/></svg><p>order 111-222</p>"#,
+            r#"<input type="IMAGE" src="https://px.example/b.png"><p>order 111-222</p>"#,
+        ] {
+            assert_eq!(
+                rules(&check(&p, &message("order 111-222", Some(html), &[]))),
+                ["image"],
+                "{html}"
+            );
+        }
+        for html in [
+            r#"<a href = "https://spam.example/x">deal</a>"#,
+            r#"<a href="spam.example/deal">deal</a>"#,
+            r#"<a href="//spam.example/deal">deal</a>"#,
+        ] {
+            assert_eq!(
+                rules(&check(&p, &message("order 111-222", Some(html), &[]))),
+                ["link"],
+                "{html}"
+            );
+        }
+        let mailto = r#"<a href="mailto:care@shop.example?subject=Hi">write</a>"#;
+        let found = check(&p, &message("order 111-222", Some(mailto), &[]));
+        assert_eq!(rules(&found), ["contact"]);
+        assert_eq!(found[0].found, "care@shop.example");
+        // Relative links and in-page anchors lead nowhere else.
+        let local = r##"<a href="/orders/111-222">order</a> <a href="#top">top</a>"##;
+        assert!(check(&p, &message("order 111-222", Some(local), &[])).is_empty());
+    }
+
+    #[test]
+    fn links_without_a_scheme_after_a_tab_or_in_guillemets() {
+        let p = amazon();
+        for text in [
+            "Order 111-222: shop.example/deal",
+            "Order 111-222:\thttps://spam.example/deal",
+            "Order 111-222 «https://spam.example/deal»",
+            "Order 111-222 (www.spam.example)",
+        ] {
+            let found = check(&p, &message(text, None, &[]));
+            assert_eq!(rules(&found), ["link"], "{text}");
+            assert!(found[0].found.contains("example"), "{:?}", found[0]);
+        }
+        for text in [
+            "Order 111-222, sizes S/M/L, e.g. 1.5/2",
+            "Order 111-222 and/or later",
+        ] {
+            assert!(check(&p, &message(text, None, &[])).is_empty(), "{text}");
+        }
+    }
+
+    #[test]
     fn contact_details_emoji_and_order_id() {
         let p = amazon();
         let found = check(
