@@ -82,7 +82,8 @@ for i in range(n):
 print("local bodies = {" + ",\n".join(bodies) + "}")
 print("local sigs = {" + ",\n".join(sigs) + "}")
 print('''
-local threads, counter, tid = {}, 0, 0
+-- tid is a global of each thread's own Lua state, set by setup below.
+local threads, counter = {}, 0
 function setup(thread)
   thread:set("tid", #threads + 1)
   table.insert(threads, thread)
