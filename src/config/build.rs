@@ -60,18 +60,15 @@ impl Builder<'_> {
             .map_err(|e| self.invalid(key, format!("'{value}' is not a mail address: {e}")))
     }
 
-    pub(super) fn build(
-        self,
-        raw: RawConfig,
-        database_override: Option<String>,
-    ) -> Result<Config, ConfigError> {
+    /// `[sending_hours]` and `[defaults]`' zone and transit estimate.
+    fn rules(&self, raw: &RawConfig) -> Result<Rules, ConfigError> {
         let default_zone: Tz = raw.defaults.time_zone.parse().map_err(|_| {
             self.invalid(
                 "defaults.time_zone",
                 format!("unknown time zone '{}'", raw.defaults.time_zone),
             )
         })?;
-        let rules = Rules {
+        Ok(Rules {
             sending_hours: SendingHours {
                 start: self.time_of_day("sending_hours.start", &raw.sending_hours.start)?,
                 end: self.time_of_day("sending_hours.end", &raw.sending_hours.end)?,
@@ -79,7 +76,15 @@ impl Builder<'_> {
             default_zone,
             transit_estimate: self
                 .duration("defaults.transit_estimate", &raw.defaults.transit_estimate)?,
-        };
+        })
+    }
+
+    pub(super) fn build(
+        self,
+        raw: RawConfig,
+        database_override: Option<String>,
+    ) -> Result<Config, ConfigError> {
+        let rules = self.rules(&raw)?;
         let stages = self.stages(&raw.stages)?;
         let forbidden = Forbidden::with_locales(&raw.lint.forbidden, &raw.lint.locales)
             .map_err(|e| self.invalid("lint", e.to_string()))?;
