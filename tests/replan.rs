@@ -34,8 +34,9 @@ impl Daemon {
         Self { child, log }
     }
 
+    /// The service log so far, without colours.
     fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
+        strip_ansi(&std::fs::read_to_string(&self.log).unwrap_or_default())
     }
 
     fn reload(&self) {
@@ -222,4 +223,24 @@ fn a_tick_summary_counts_a_send_left_in_doubt() {
     let out = env.ok(&["tick"]);
     assert!(out.contains("unknown 1"), "{out}");
     assert_eq!(shipment_state(&env, "U1"), "unknown");
+}
+
+/// Removes terminal colour sequences (the log is coloured even into a file).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }

@@ -8,16 +8,39 @@ use chrono::Utc;
 use tokio::sync::Notify;
 
 use super::DaemonError;
-use crate::engine::{Engine, ImportSummary};
+use crate::engine::{Engine, ImportSummary, TickControl};
 use crate::import::Format;
 
-/// Imports one file and reports the outcome in the log.
-pub(super) async fn import_one(engine: &Engine, file: &Path) -> Result<ImportSummary, String> {
+/// Imports one file and reports the outcome in the log. With `control`
+/// (an inbox file) the import stops between batches when asked and resumes
+/// where it stopped the next time the file is imported.
+pub(super) async fn import_one(
+    engine: &Engine,
+    file: &Path,
+    control: Option<&TickControl>,
+) -> Result<ImportSummary, String> {
     let options = crate::import::ReadOptions {
         source: engine.config.inbox_source,
         ..Default::default()
     };
-    match engine.import_file_with(file, options, Utc::now()).await {
+    let imported = match control {
+        Some(control) => {
+            engine
+                .import_file_resumable(file, options, control, Utc::now())
+                .await
+        }
+        None => engine.import_file_with(file, options, Utc::now()).await,
+    };
+    match imported {
+        Ok(summary) if summary.stopped => {
+            tracing::info!(
+                file = %file.display(),
+                imported = summary.imported,
+                updated = summary.updated,
+                "import stopped; the rest of the file is imported at the next start"
+            );
+            Ok(summary)
+        }
         Ok(summary) => {
             for r in &summary.rejected {
                 tracing::warn!(file = %file.display(), line = r.line, reason = %r.reason, "row rejected");
@@ -62,9 +85,14 @@ fn ready_files(inbox: &Path) -> Vec<PathBuf> {
 
 /// Imports every finished file in the inbox, then moves it to `done/`, or
 /// to `rejected/` with a `.errors` file listing each bad row (the good rows
-/// of such a file are imported all the same).
-pub async fn process_inbox(engine: &Engine, inbox: &Path) {
+/// of such a file are imported all the same). Once `control` says stop, a
+/// file being imported stops after its current batch and stays in the inbox,
+/// and no further file is started.
+pub async fn process_inbox(engine: &Engine, inbox: &Path, control: &TickControl) {
     for file in ready_files(inbox) {
+        if control.stopping() {
+            return;
+        }
         let name = file.file_name().unwrap_or_default().to_owned();
         let readable = Format::from_path(&file).is_some() || engine.config.inbox_source.is_some();
         let errors: Vec<String> = if !readable {
@@ -73,7 +101,8 @@ pub async fn process_inbox(engine: &Engine, inbox: &Path) {
                 name.to_string_lossy()
             )]
         } else {
-            match import_one(engine, &file).await {
+            match import_one(engine, &file, Some(control)).await {
+                Ok(summary) if summary.stopped => return,
                 Ok(summary) => summary
                     .rejected
                     .iter()
@@ -102,7 +131,7 @@ pub async fn process_inbox(engine: &Engine, inbox: &Path) {
                 let mut report = errors.join("\n");
                 report.push('\n');
                 let errors_file = PathBuf::from(format!("{}.errors", target.display()));
-                std::fs::write(errors_file, report)?;
+                write_private(&errors_file, report.as_bytes())?;
             }
             Ok(target)
         });
@@ -152,4 +181,48 @@ pub(super) fn watch_inbox(
             source: std::io::Error::other(e),
         })?;
     Ok(watcher)
+}
+
+/// Writes `bytes` to a new file only its owner may read: a `.errors` file
+/// quotes rejected rows' reasons, which can name buyers.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+/// Wakes the loop through `wake` when the SQLite file at `path` is removed,
+/// renamed or created anew, so that a deleted database is noticed at once
+/// rather than at the next due stage. Writes to the file (and its log
+/// files) are no news.
+pub(super) fn watch_database(path: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWatcher> {
+    use notify::event::{EventKind, ModifyKind};
+    use notify::Watcher;
+    let name = path.file_name()?.to_owned();
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let Ok(event) = event else { return };
+        let moved = matches!(
+            event.kind,
+            EventKind::Remove(_) | EventKind::Create(_) | EventKind::Modify(ModifyKind::Name(_))
+        );
+        if moved && event.paths.iter().any(|p| p.file_name() == Some(&name)) {
+            wake.notify_one();
+        }
+    })
+    .ok()?;
+    if let Err(error) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        tracing::warn!(%error, dir = %dir.display(), "cannot watch the database's folder; a deleted database is noticed at the next wake-up");
+        return None;
+    }
+    Some(watcher)
 }

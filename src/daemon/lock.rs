@@ -2,6 +2,7 @@
 
 use std::fs::File;
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 
 use super::DaemonError;
@@ -39,6 +40,7 @@ impl InstanceLock {
             .read(true)
             .write(true)
             .create(true)
+            .mode(0o600)
             .truncate(false)
             .open(&path)
             .map_err(io)?;

@@ -37,7 +37,7 @@ pub use inbox::process_inbox;
 pub use lock::InstanceLock;
 pub use reload::ForbiddenText;
 
-use inbox::{import_one, watch_inbox};
+use inbox::{import_one, watch_database, watch_inbox};
 use reload::{refuse_forbidden_template_text, reload, watch_templates};
 use systemd::{notify, Watchdog};
 
@@ -54,6 +54,14 @@ pub enum DaemonError {
     Templates(#[from] ForbiddenText),
     #[error(transparent)]
     Http(#[from] crate::http::HttpError),
+    #[error(
+        "{path}: cannot write there ({source}); followupd keeps its database and the \
+         database's log files in that folder: give the service's user write access to it"
+    )]
+    NotWritable {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("{path}: {source}")]
     Io {
         path: String,
@@ -94,6 +102,10 @@ pub async fn run(
         Some(dir) => Some(watch_inbox(dir, Arc::clone(&inbox_wake))?),
         None => None,
     };
+    let _database_watcher = engine
+        .store
+        .sqlite_path()
+        .and_then(|path| watch_database(path, Arc::clone(&inbox_wake)));
     let http = start_http(&engine, &inbox_wake).await?;
     let mut template_watcher = watch_templates(&engine.config, wake_sender.clone());
     let watchdog = Watchdog::from_env();
@@ -110,33 +122,20 @@ pub async fn run(
         "followupd is running"
     );
 
-    let mut troubled_passes = 0u32;
+    let mut rounds = Rounds::default();
     loop {
         watchdog.beat_now();
-        if let Some(inbox) = engine.config.inbox.clone() {
-            process_inbox(&engine, &inbox).await;
-        }
-        if let Some(dir) = engine.config.bounces.inbox.clone() {
-            crate::bounce::inbox::process(&engine.store, engine.config.bounces.soft, &dir).await;
-        }
-        let now = Utc::now();
-        let (result, end) = pass(&engine, now, &watchdog, http.as_ref(), &mut shutdown).await;
-        if end == PassEnd::Abandoned {
-            tracing::warn!(
-                grace = ?engine.config.daemon.shutdown_grace,
-                "grace period over: sends still in flight are left in doubt"
-            );
+        let Some(sleep_until) = one_round(
+            &engine,
+            &mut rounds,
+            &watchdog,
+            http.as_ref(),
+            &mut shutdown,
+        )
+        .await
+        else {
             break;
-        }
-        troubled_passes = report_pass(result, troubled_passes);
-        if end == PassEnd::Stopping {
-            break;
-        }
-        notify(&[NotifyState::Status(&status_line(&engine, "running").await)]);
-
-        let sleep_until = next_wake(&engine, now)
-            .await
-            .max(error_backoff(troubled_passes));
+        };
         let heartbeat = watchdog.every.unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             _ = &mut shutdown => {
@@ -181,6 +180,7 @@ async fn start(
     for warning in &config.warnings {
         tracing::warn!("{warning}");
     }
+    check_folder_writable(&config.database_url)?;
     let lock = InstanceLock::acquire(&config.database_url)?;
     let engine = Engine::open(config).await?;
     refuse_forbidden_template_text(&engine.templates)?;
@@ -188,12 +188,14 @@ async fn start(
     if settled > 0 {
         tracing::warn!(settled, "settled sends left in doubt by the previous run");
     }
+    check_database_writable(&engine).await?;
+    engine.settle_clock(Utc::now(), false).await?;
     engine
         .requeue_blocked_if_content_changed(Utc::now())
         .await?;
     for file in &options.import {
         // Logged by import_one; a bad start file does not stop the service.
-        let _ = import_one(&engine, file).await;
+        let _ = import_one(&engine, file, None).await;
     }
     Ok((engine, lock))
 }
@@ -220,6 +222,154 @@ async fn start_http(
         wake: Arc::clone(wake),
     };
     Ok(Some(crate::http::HttpServer::start(http, listener, parts)?))
+}
+
+/// Fails start-up, naming the folder, if the service cannot write in the
+/// SQLite file's folder: SQLite creates the database's log files there, and
+/// running on would only fail every send later.
+fn check_folder_writable(database_url: &str) -> Result<(), DaemonError> {
+    let Some(file) = crate::store::sqlite_path_of(database_url) else {
+        return Ok(());
+    };
+    let dir = match file.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.exists() {
+        // Created (or refused, naming it) when the store opens.
+        return Ok(());
+    }
+    let probe = dir.join(format!(".followupd-write-check-{}", std::process::id()));
+    std::fs::File::create(&probe)
+        .and_then(|_| std::fs::remove_file(&probe))
+        .map_err(|source| DaemonError::NotWritable {
+            path: dir.display().to_string(),
+            source,
+        })
+}
+
+/// Fails start-up if the database refuses a write (a read-only file or
+/// database user).
+async fn check_database_writable(engine: &Engine) -> Result<(), DaemonError> {
+    engine
+        .store
+        .set_setting("last_started_at", &Utc::now().to_rfc3339())
+        .await
+        .map_err(|e| DaemonError::Engine(e.into()))
+}
+
+/// What the loop carries from one round to the next.
+#[derive(Debug, Default)]
+struct Rounds {
+    /// Passes in a row that could not process every due order.
+    troubled_passes: u32,
+    /// The wall clock at the last pass, to notice it going back.
+    last_now: Option<DateTime<Utc>>,
+    /// When the loop last said that the database file is gone (it says so
+    /// again every [`HALTED_REMINDER`] while it is).
+    halted_said: Option<std::time::Instant>,
+}
+
+/// How often a service whose database file is gone says so again.
+const HALTED_REMINDER: Duration = Duration::from_secs(60);
+
+/// How often a service whose database file is gone looks again.
+const HALTED_RECHECK: Duration = Duration::from_secs(5);
+
+/// How far back the wall clock may step between passes before the plan is
+/// settled again ([`Engine::settle_clock`]); small steps are NTP's.
+const CLOCK_STEP_BACK: chrono::TimeDelta = chrono::TimeDelta::seconds(60);
+
+/// One round of the loop: unless the database file is gone, import the
+/// inbox and run a pass. Returns how long to sleep after it, or `None` when
+/// the service is stopping.
+async fn one_round(
+    engine: &Engine,
+    rounds: &mut Rounds,
+    watchdog: &Arc<Watchdog>,
+    http: Option<&crate::http::HttpServer>,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> Option<Duration> {
+    if let Err(e) = engine.store.check_file() {
+        // Sending on a file nobody else sees would lose its record (and
+        // send again after a restart): stop, loudly, until restarted.
+        if rounds
+            .halted_said
+            .is_none_or(|t| t.elapsed() >= HALTED_REMINDER)
+        {
+            tracing::error!(error = %e, "database file gone: not sending");
+            notify(&[NotifyState::Status(&format!("NOT SENDING: {e}"))]);
+            rounds.halted_said = Some(std::time::Instant::now());
+        }
+        return Some(HALTED_RECHECK);
+    }
+    if let Some(inbox) = engine.config.inbox.clone() {
+        if import_inbox(engine, &inbox, watchdog, shutdown).await {
+            if let Some(http) = http {
+                http.begin_shutdown();
+            }
+            return None;
+        }
+    }
+    if let Some(dir) = engine.config.bounces.inbox.clone() {
+        crate::bounce::inbox::process(&engine.store, engine.config.bounces.soft, &dir).await;
+    }
+    let now = Utc::now();
+    if rounds
+        .last_now
+        .is_some_and(|last| now < last - CLOCK_STEP_BACK)
+    {
+        tracing::warn!(now = %now.to_rfc3339(), "the wall clock went back: re-planning");
+        if let Err(e) = engine.settle_clock(now, true).await {
+            tracing::error!(error = %e, "cannot re-plan after the clock went back");
+        }
+    }
+    rounds.last_now = Some(now);
+    let (result, end) = pass(engine, now, watchdog, http, shutdown).await;
+    if end == PassEnd::Abandoned {
+        tracing::warn!(
+            grace = ?engine.config.daemon.shutdown_grace,
+            "grace period over: sends still in flight are left in doubt"
+        );
+        return None;
+    }
+    rounds.troubled_passes = report_pass(result, rounds.troubled_passes);
+    if end == PassEnd::Stopping {
+        return None;
+    }
+    notify(&[NotifyState::Status(&status_line(engine, "running").await)]);
+    Some(
+        next_wake(engine, now)
+            .await
+            .max(error_backoff(rounds.troubled_passes)),
+    )
+}
+
+/// Imports the inbox; a long import keeps the watchdog fed, and if
+/// `shutdown` fires meanwhile it stops after the batch under way (the file
+/// resumes from there at the next start). Returns whether it was stopped.
+async fn import_inbox(
+    engine: &Engine,
+    inbox: &Path,
+    watchdog: &Arc<Watchdog>,
+    shutdown: &mut (impl Future<Output = ()> + Unpin),
+) -> bool {
+    let control = {
+        let watchdog = Arc::clone(watchdog);
+        TickControl::with_heartbeat(move || watchdog.beat())
+    };
+    let importing = process_inbox(engine, inbox, &control);
+    let mut importing = std::pin::pin!(importing);
+    tokio::select! {
+        () = &mut importing => false,
+        () = shutdown => {
+            control.stop();
+            tracing::info!("stopping: letting the import finish its batch");
+            notify(&[NotifyState::Stopping]);
+            importing.await;
+            true
+        }
+    }
 }
 
 /// How a pass ended.

@@ -11,14 +11,13 @@
 //! - `compose.rs`: rendering, linting and building one message;
 //! - `plan.rs`: what `followupd plan` shows.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::import::{self, Format, ImportError, OrderRecord, Rejection};
+use crate::import::{ImportError, Rejection};
 use crate::order::{Order, OrderKey};
 use crate::render::{self, Templates};
 use crate::schedule::StageState;
@@ -27,18 +26,13 @@ use crate::transport::Transport;
 
 mod compose;
 mod deliver;
+mod importing;
 mod pass;
 mod plan;
 mod requeue;
 
 pub use compose::{ComposeError, Preview};
 pub use plan::{plan_order, PlanLine};
-
-/// Rows written per import transaction: large enough to amortise the commit
-/// and the index pages it rewrites, small enough that the write lock is held
-/// for a fraction of a second and memory stays bounded (the figures behind
-/// the choice: bench/README.md, "Importing").
-const IMPORT_BATCH: usize = 5_000;
 
 /// An error that stops a whole command (as opposed to one order).
 #[derive(Debug, thiserror::Error)]
@@ -107,6 +101,9 @@ pub struct ImportSummary {
     pub imported: u64,
     pub updated: u64,
     pub rejected: Vec<Rejection>,
+    /// Stopped before the end of the file (asked to stop); the rest is
+    /// imported when the same file is imported again.
+    pub stopped: bool,
 }
 
 /// Totals of one scheduling pass.
@@ -239,54 +236,6 @@ impl Engine {
     pub fn replace_transport(&mut self, transport: Transport) -> Transport {
         self.send_slots = tokio::sync::Semaphore::new(transport.concurrency());
         std::mem::replace(&mut self.transport, transport)
-    }
-
-    /// Imports one file. Bad rows are collected, good rows are written in
-    /// batches; only an unreadable file is an error.
-    pub async fn import_file(
-        &self,
-        path: &Path,
-        format: Option<Format>,
-        mapping: Option<&str>,
-        now: DateTime<Utc>,
-    ) -> Result<ImportSummary, EngineError> {
-        let options = import::ReadOptions {
-            format,
-            mapping,
-            source: None,
-        };
-        self.import_file_with(path, options, now).await
-    }
-
-    /// [`Self::import_file`], read as `options` say (a source's export).
-    pub async fn import_file_with(
-        &self,
-        path: &Path,
-        options: import::ReadOptions<'_>,
-        now: DateTime<Utc>,
-    ) -> Result<ImportSummary, EngineError> {
-        let rows = import::read_orders_with(path, options, &self.config, now)?;
-        let stages = stage_names(&self.config);
-        let mut summary = ImportSummary::default();
-        let mut batch: Vec<OrderRecord> = Vec::with_capacity(IMPORT_BATCH);
-        for row in rows {
-            match row? {
-                Ok(record) => batch.push(record),
-                Err(rejection) => summary.rejected.push(rejection),
-            }
-            if batch.len() == IMPORT_BATCH {
-                let full = std::mem::replace(&mut batch, Vec::with_capacity(IMPORT_BATCH));
-                let (i, u) = self.store.upsert_orders(full, &stages, now).await?;
-                summary.imported += i;
-                summary.updated += u;
-            }
-        }
-        if !batch.is_empty() {
-            let (i, u) = self.store.upsert_orders(batch, &stages, now).await?;
-            summary.imported += i;
-            summary.updated += u;
-        }
-        Ok(summary)
     }
 
     /// Sends everything due at `now` and records every decision. In-doubt

@@ -30,6 +30,28 @@ impl Engine {
         Ok(self.store.replan_open_stages().await?)
     }
 
+    /// Undoes what a wall clock that jumped forward and back did to the
+    /// plan: no retry waits longer than the longest backoff from `now`.
+    /// Every open stage is looked at again too when the clock is known to
+    /// have gone back (`went_back`) or a retry had to be brought forward,
+    /// since next checks worked out at the false time are wrong as well.
+    /// Returns how many retries were brought forward.
+    pub async fn settle_clock(
+        &self,
+        now: DateTime<Utc>,
+        went_back: bool,
+    ) -> Result<u64, EngineError> {
+        let latest = now + self.config.retry.delay(u32::MAX, 1.0);
+        let clamped = self.store.clamp_retries(latest).await?;
+        if clamped > 0 {
+            tracing::warn!(clamped, latest = %latest.to_rfc3339(), "retries planned further ahead than the longest backoff brought forward (the clock went back)");
+        }
+        if went_back || clamped > 0 {
+            self.replan().await?;
+        }
+        Ok(clamped)
+    }
+
     /// Requeues blocked stages (see [`Engine::requeue_blocked`]) if the
     /// template files or the forbidden lists differ from those of the last
     /// requeue, and remembers the new ones. Returns how many were requeued.

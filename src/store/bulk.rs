@@ -38,6 +38,17 @@ const ORDER_PARAMS: usize = 20;
 /// them again.
 const IMPORT_CACHE_KIB: i64 = 32 * 1024;
 
+/// A `settings` row written in the same transaction as a batch: how far an
+/// import got, so that it resumes there after being stopped or killed.
+#[derive(Debug, Clone)]
+pub struct Setting {
+    pub key: String,
+    pub value: String,
+}
+
+const SET_SETTING: &str = "INSERT INTO settings (key, value) VALUES ($1, $2) \
+     ON CONFLICT (key) DO UPDATE SET value = excluded.value";
+
 /// The connection a SQLite file's imports are stored on, opened on first use
 /// and kept between batches (with its page cache and prepared statements).
 #[derive(Debug)]
@@ -73,6 +84,7 @@ impl SqliteImport {
         &self,
         records: &[OrderRecord],
         stages: &[String],
+        progress: Option<&Setting>,
         now: i64,
     ) -> Result<(u64, u64), StoreError> {
         let mut slot = self
@@ -86,7 +98,7 @@ impl SqliteImport {
             Some(conn) => conn,
             None => open_for_import(&self.path)?,
         };
-        let result = upsert_rows(&mut conn, records, stages, now);
+        let result = upsert_rows(&mut conn, records, stages, progress, now);
         // After an error the connection is dropped, and the next batch
         // starts on a fresh one.
         if result.is_ok() {
@@ -134,6 +146,7 @@ fn upsert_rows(
     conn: &mut rusqlite::Connection,
     records: &[OrderRecord],
     stages: &[String],
+    progress: Option<&Setting>,
     now: i64,
 ) -> Result<(u64, u64), StoreError> {
     // The write lock at once, as the send path's writes take it.
@@ -163,6 +176,12 @@ fn upsert_rows(
             ))?;
         }
     }
+    if let Some(progress) = progress {
+        tx.execute(
+            SET_SETTING,
+            rusqlite::params![progress.key.as_str(), progress.value.as_str()],
+        )?;
+    }
     tx.commit()?;
     Ok(tally.totals())
 }
@@ -174,6 +193,7 @@ pub(super) async fn upsert_on_connection(
     backend: Backend,
     records: &[OrderRecord],
     stages: &[String],
+    progress: Option<&Setting>,
     now: i64,
 ) -> Result<(u64, u64), StoreError> {
     // The write lock at once, as in `Store::begin_write`.
@@ -206,6 +226,14 @@ pub(super) async fn upsert_on_connection(
             query = query.bind(stage.as_str());
         }
         query.execute(&mut *tx).await.noted()?;
+    }
+    if let Some(progress) = progress {
+        sqlx::query(SET_SETTING)
+            .bind(progress.key.as_str())
+            .bind(progress.value.as_str())
+            .execute(&mut *tx)
+            .await
+            .noted()?;
     }
     tx.commit().await.noted()?;
     Ok(tally.totals())

@@ -39,6 +39,7 @@ mod writer;
 
 pub use suppressions::{EventKind, NewEvent};
 
+pub use bulk::Setting;
 use bulk::SqliteImport;
 use checkpoint::Checkpointer;
 use decode::{decode_order, decode_stage, group_by_order, key_from_parts};
@@ -49,7 +50,7 @@ pub use records::{
     StageUpdate, StatusSummary, StoredMessage,
 };
 pub use sqlite::SQLITE_LOG_LIMIT_BYTES;
-use sqlite::{create_sqlite_parent, sqlite_file};
+use sqlite::{prepare_sqlite_file, sqlite_file, OpenedFile};
 pub use webhooks::{Applied, Change, ChangeWriter, Delivery, LineCount, OrderChange};
 use writer::{ClaimWrite, Done, UpdateWrite, Write, Writer};
 
@@ -73,6 +74,16 @@ pub enum StoreError {
     Corrupt { key: String, message: String },
     #[error("the database is closed")]
     Closed,
+    #[error(
+        "the database file {0} was deleted while followupd had it open; sending has stopped. \
+         Restore the file (until followupd stops, its content can be copied from {1}) and restart"
+    )]
+    FileDeleted(String, String),
+    #[error(
+        "the database file {0} was replaced by another file while followupd had it open; \
+         sending has stopped until followupd is restarted on the file meant to be used"
+    )]
+    FileReplaced(String),
     /// A batch of writes failed together; each write gets the error's text.
     #[error("{0}")]
     Batch(String),
@@ -83,6 +94,12 @@ pub enum StoreError {
 pub enum Backend {
     Sqlite,
     Postgres,
+}
+
+/// The file behind a SQLite database URL; `None` for an in-memory database
+/// or PostgreSQL.
+pub fn sqlite_path_of(url: &str) -> Option<std::path::PathBuf> {
+    sqlite_file(url)
 }
 
 /// Converts to the stored representation of an instant.
@@ -121,6 +138,8 @@ pub struct Store {
     writer: Writer,
     /// Where imports are stored on a SQLite file (`None`: through the pool).
     sqlite_import: Option<Arc<SqliteImport>>,
+    /// The SQLite file opened, to notice it deleted or replaced.
+    opened: Option<OpenedFile>,
 }
 
 impl Store {
@@ -134,7 +153,7 @@ impl Store {
             Backend::Postgres
         };
         if backend == Backend::Sqlite {
-            create_sqlite_parent(url)?;
+            prepare_sqlite_file(url)?;
         }
         let pool = pool::open_pool(url, backend).await?;
         let file = sqlite_file(url);
@@ -143,12 +162,14 @@ impl Store {
             let signal = checkpointer.as_ref().map(Checkpointer::signal);
             Arc::new(SqliteImport::new(path, signal))
         });
+        let opened = file.as_deref().and_then(OpenedFile::new);
         let writer = Writer::start(pool.clone(), backend, file, checkpointer);
         Ok(Self {
             pool,
             backend,
             writer,
             sqlite_import,
+            opened,
         })
     }
 
@@ -165,6 +186,18 @@ impl Store {
         })
     }
 
+    /// The SQLite file behind the store, if it is one.
+    pub fn sqlite_path(&self) -> Option<&std::path::Path> {
+        self.opened.as_ref().map(|o| o.path.as_path())
+    }
+
+    /// Fails if the SQLite file the store opened was deleted or replaced
+    /// since: the store would go on working on the old file, unseen by
+    /// every other process and lost when this one stops.
+    pub fn check_file(&self) -> Result<(), StoreError> {
+        self.opened.as_ref().map_or(Ok(()), OpenedFile::check)
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }
@@ -175,23 +208,35 @@ impl Store {
 
     /// Inserts or updates a batch of orders in one transaction and makes sure
     /// each has a row for every stage. Ended stages are never touched; open
-    /// ones are flagged for the scheduler to look at again. Returns
-    /// (inserted, updated).
+    /// ones are flagged for the scheduler to look at again. `progress` is
+    /// written in the same transaction. Returns (inserted, updated).
     pub async fn upsert_orders(
         &self,
         records: Vec<OrderRecord>,
         stages: &[String],
+        progress: Option<Setting>,
         now: DateTime<Utc>,
     ) -> Result<(u64, u64), StoreError> {
         let now = to_secs(now);
         let Some(import) = &self.sqlite_import else {
             let mut conn = self.pool.acquire().await.noted()?;
-            return bulk::upsert_on_connection(&mut conn, self.backend, &records, stages, now)
-                .await;
+            return bulk::upsert_on_connection(
+                &mut conn,
+                self.backend,
+                &records,
+                stages,
+                progress.as_ref(),
+                now,
+            )
+            .await;
         };
         let import = Arc::clone(import);
         let stages = stages.to_vec();
-        match tokio::task::spawn_blocking(move || import.upsert(&records, &stages, now)).await {
+        match tokio::task::spawn_blocking(move || {
+            import.upsert(&records, &stages, progress.as_ref(), now)
+        })
+        .await
+        {
             Ok(result) => result,
             Err(e) => match e.try_into_panic() {
                 Ok(panic) => std::panic::resume_unwind(panic),

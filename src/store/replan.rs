@@ -2,9 +2,11 @@
 //! the new settings, and the blocked stages found so that they can be
 //! composed again with a new template set or forbidden list.
 
+use chrono::{DateTime, Utc};
+
 use super::decode::{group_by_order, ORDER_COLUMNS, STAGE_COLUMNS};
 use super::pool::Noted;
-use super::{DueOrder, Store, StoreError};
+use super::{to_secs, DueOrder, Store, StoreError};
 
 impl Store {
     /// Flags every open stage for the next pass: its next check was worked
@@ -15,6 +17,21 @@ impl Store {
             "UPDATE stages SET next_check_at = 0 \
              WHERE state IN ('scheduled', 'retrying') AND next_check_at > 0",
         )
+        .execute(&self.pool)
+        .await
+        .noted()?;
+        Ok(done.rows_affected())
+    }
+
+    /// Brings every retry planned later than `latest` forward to it: after
+    /// the wall clock jumped forward and back, a retry worked out at the
+    /// false time would otherwise wait out the jump. Returns how many.
+    pub async fn clamp_retries(&self, latest: DateTime<Utc>) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE stages SET retry_at = $1, next_check_at = $1 \
+             WHERE state = 'retrying' AND retry_at > $1",
+        )
+        .bind(to_secs(latest))
         .execute(&self.pool)
         .await
         .noted()?;
@@ -68,6 +85,16 @@ impl Store {
         .execute(&self.pool)
         .await
         .noted()?;
+        Ok(())
+    }
+
+    /// Removes `key` from the `settings` table.
+    pub async fn delete_setting(&self, key: &str) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM settings WHERE key = $1")
+            .bind(key)
+            .execute(&self.pool)
+            .await
+            .noted()?;
         Ok(())
     }
 }
