@@ -47,6 +47,8 @@ pub(super) struct RawSmtp {
     /// `[transport.dkim]`, read by `deliverability.rs`.
     #[serde(default)]
     pub(super) dkim: Option<super::deliverability::RawDkim>,
+    #[serde(default)]
+    pub(super) allow_plaintext_auth: bool,
 }
 
 pub(super) fn default_tls() -> TlsMode {
@@ -155,6 +157,9 @@ pub struct SmtpConfig {
     /// Pipeline the envelope when the server offers it (RFC 2920); off
     /// for a relay that offers PIPELINING but mishandles it.
     pub pipelining: bool,
+    /// Send AUTH over an unencrypted connection to a relay that is not on
+    /// this machine (refused otherwise).
+    pub allow_plaintext_auth: bool,
 }
 
 impl Builder<'_> {
@@ -189,6 +194,7 @@ impl Builder<'_> {
             hello_name,
             pipelining,
             dkim: _,
+            allow_plaintext_auth,
         } = raw;
         let password = self.password(password, password_env, password_file, warnings)?;
         if password.is_some() && username.is_none() {
@@ -196,6 +202,20 @@ impl Builder<'_> {
         }
         if pool_size == 0 {
             return Err(self.invalid("transport.pool_size", "must be at least 1"));
+        }
+        if tls == TlsMode::None
+            && username.is_some()
+            && !allow_plaintext_auth
+            && !on_loopback(&host)
+        {
+            return Err(self.invalid(
+                "transport.tls",
+                format!(
+                    "tls = \"none\" would send the relay password unencrypted to {host}, which is not \
+                     on this machine; use tls = \"starttls\" or \"tls\", or set \
+                     allow_plaintext_auth = true if the network between is trusted"
+                ),
+            ));
         }
         Ok(TransportConfig::Smtp(SmtpConfig {
             port: port.unwrap_or(match tls {
@@ -216,6 +236,7 @@ impl Builder<'_> {
             ca_file: ca_file.map(|p| self.resolve(&p)),
             hello_name,
             pipelining,
+            allow_plaintext_auth,
         }))
     }
 
@@ -266,4 +287,15 @@ impl Builder<'_> {
         };
         Ok(password)
     }
+}
+
+/// Whether `host` names this machine: `localhost` or a loopback address.
+/// Other names are not resolved: what they resolve to can change.
+fn on_loopback(host: &str) -> bool {
+    let host = host.trim_end_matches('.');
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }

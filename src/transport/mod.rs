@@ -5,6 +5,7 @@
 //! could help. The outbox transport writes `.eml` files, so a new user sees
 //! real emails without a mail server; the SMTP transport talks to a relay.
 
+mod capped;
 pub mod smtp;
 
 use std::path::PathBuf;
@@ -114,7 +115,7 @@ impl Transport {
     pub async fn check(&self) -> Result<String, SendError> {
         match self {
             Self::File(t) => {
-                tokio::fs::create_dir_all(&t.dir)
+                create_private_dir(&t.dir)
                     .await
                     .map_err(|e| SendError::Transient {
                         code: None,
@@ -146,7 +147,7 @@ impl FileTransport {
             code: None,
             text: format!("{}: {e}", self.dir.display()),
         };
-        tokio::fs::create_dir_all(&self.dir).await.map_err(io)?;
+        create_private_dir(&self.dir).await.map_err(io)?;
         let name: String = message
             .message_id
             .chars()
@@ -162,11 +163,48 @@ impl FileTransport {
         // Written beside the target and renamed, so a reader of the outbox
         // never sees half a message.
         let partial = self.dir.join(format!(".{name}.eml.partial"));
-        tokio::fs::write(&partial, &message.raw).await.map_err(io)?;
-        tokio::fs::rename(&partial, &path).await.map_err(io)?;
+        if let Err(e) = write_private(&partial, &message.raw, &path).await {
+            // A full disk must not leave half-written files behind.
+            let _ = tokio::fs::remove_file(&partial).await;
+            return Err(io(e));
+        }
         Ok(Receipt {
             code: None,
             text: format!("written to {}", path.display()),
         })
     }
+}
+
+/// Messages hold buyers' names and addresses: readable by the service and
+/// its group only, whatever the umask (which can only take bits away).
+const MESSAGE_MODE: u32 = 0o640;
+const OUTBOX_MODE: u32 = 0o750;
+
+async fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    tokio::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(OUTBOX_MODE)
+        .create(dir)
+        .await
+}
+
+/// Writes `bytes` to `partial`, created with [`MESSAGE_MODE`], and renames
+/// it to `path`.
+async fn write_private(
+    partial: &std::path::Path,
+    bytes: &[u8],
+    path: &std::path::Path,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let mut file = tokio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(MESSAGE_MODE)
+        .open(partial)
+        .await?;
+    file.write_all(bytes).await?;
+    file.flush().await?;
+    drop(file);
+    tokio::fs::rename(partial, path).await
 }

@@ -32,12 +32,15 @@ use futures_util::FutureExt;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 use lettre::address::Envelope;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, Certificate, TlsParameters};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, TlsParameters,
+};
 use lettre::transport::smtp::commands::{Data, Ehlo, Mail, Rcpt};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailParameter};
 use lettre::transport::smtp::response::Response;
 use tokio::sync::{Mutex, Semaphore};
 
+use super::capped::{self, ReadCapped};
 use super::{Receipt, SendError};
 use crate::config::{SmtpConfig, TlsMode};
 use crate::message::Outgoing;
@@ -147,50 +150,22 @@ impl SmtpTransport {
             TlsMode::Tls => self.tls.clone(),
             _ => None,
         };
-        let address = (self.config.host.as_str(), self.config.port);
         let timeout = self.config.connect_timeout;
-        let mut conn = match implicit_tls {
+        let stream = self.open_tcp().await?;
+        // Every stream lettre reads from is capped (see `capped`): the TCP
+        // stream itself, or implicit TLS over it.
+        let stream: Box<dyn AsyncTokioStream> = match implicit_tls {
             Some(tls) => {
-                bounded(
-                    timeout,
-                    Step::Connect,
-                    AsyncSmtpConnection::connect_tokio1(
-                        address,
-                        Some(timeout),
-                        &self.hello,
-                        Some(tls),
-                        None,
-                    ),
-                )
-                .await?
+                Box::new(bounded(timeout, Step::Connect, capped::Tls::connect(stream, tls)).await?)
             }
-            None => {
-                let stream = tokio::time::timeout(timeout, tokio::net::TcpStream::connect(address))
-                    .await
-                    .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
-                    .and_then(|stream| {
-                        // lettre writes a message's last chunk and the final
-                        // dot as separate small segments; with Nagle's
-                        // algorithm on, the dot waits for the server's
-                        // delayed ACK (about 40 ms a message on Linux).
-                        stream.set_nodelay(true)?;
-                        Ok(stream)
-                    })
-                    .map_err(|e| SendError::Transient {
-                        code: None,
-                        text: format!(
-                            "cannot connect to {}:{}: {e}",
-                            self.config.host, self.config.port
-                        ),
-                    })?;
-                bounded(
-                    timeout,
-                    Step::Connect,
-                    AsyncSmtpConnection::connect_with_transport(Box::new(stream), &self.hello),
-                )
-                .await?
-            }
+            None => Box::new(ReadCapped::new(stream)),
         };
+        let mut conn = bounded(
+            timeout,
+            Step::Connect,
+            AsyncSmtpConnection::connect_with_transport(stream, &self.hello),
+        )
+        .await?;
         if self.config.tls == TlsMode::Starttls {
             let params = self.tls.clone().ok_or_else(|| SendError::Transient {
                 code: None,
@@ -238,6 +213,32 @@ impl SmtpTransport {
         Ok(Connection {
             smtp: conn,
             pipelining,
+        })
+    }
+
+    /// A TCP connection to the relay, within `connect_timeout`.
+    async fn open_tcp(&self) -> Result<tokio::net::TcpStream, SendError> {
+        let address = (self.config.host.as_str(), self.config.port);
+        tokio::time::timeout(
+            self.config.connect_timeout,
+            tokio::net::TcpStream::connect(address),
+        )
+        .await
+        .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()))
+        .and_then(|stream| {
+            // lettre writes a message's last chunk and the final dot as
+            // separate small segments; with Nagle's algorithm on, the dot
+            // waits for the server's delayed ACK (about 40 ms a message on
+            // Linux).
+            stream.set_nodelay(true)?;
+            Ok(stream)
+        })
+        .map_err(|e| SendError::Transient {
+            code: None,
+            text: format!(
+                "cannot connect to {}:{}: {e}",
+                self.config.host, self.config.port
+            ),
         })
     }
 
@@ -459,8 +460,12 @@ impl SmtpTransport {
     /// the server pipelines, too.
     pub async fn handshake(&self) -> Result<String, SendError> {
         let mut conn = self.connect().await?;
-        let encrypted = conn.smtp.is_encrypted();
-        let _ = conn.smtp.quit().await;
+        // Implicit TLS reaches lettre as a plain stream (see `capped`).
+        let encrypted = conn.smtp.is_encrypted() || self.config.tls == TlsMode::Tls;
+        // A relay that never answers QUIT must not hold `check`: the
+        // handshake is done by then.
+        let _ = tokio::time::timeout(self.config.command_timeout.min(QUIT_WAIT), conn.smtp.quit())
+            .await;
         Ok(format!(
             "{}:{}: EHLO ok{}{}{}",
             self.config.host,
@@ -510,6 +515,9 @@ impl<F: std::future::Future<Output = bool>> Release<F> {
 /// without a NOOP first. Servers close idle connections after minutes, not
 /// seconds, so within this a check would almost never find one closed.
 const REUSE_UNCHECKED_WITHIN: Duration = Duration::from_secs(2);
+
+/// How long a QUIT after a finished handshake is waited for.
+const QUIT_WAIT: Duration = Duration::from_secs(2);
 
 /// Drops a connection after a failure. lettre's abort says QUIT and waits
 /// for the reply; a server that has gone silent must not hold the pool slot

@@ -6,9 +6,18 @@
 //! the caller with the old one, which is what makes live reloads safe.
 //! Undefined variables are errors and HTML bodies autoescape order data;
 //! order data is only ever a value, never template source.
+//!
+//! A set is only accepted if it renders: [`Templates::for_config`] renders
+//! every template against sample orders (`sample.rs`), within the limits
+//! that also bound every message (`guard.rs`), from files read only inside
+//! the templates folder (`files.rs`).
+
+mod files;
+pub mod guard;
+mod sample;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
@@ -41,6 +50,12 @@ pub enum RenderError {
     MultilineSubject { file: String },
     #[error("no templates for stage '{0}'")]
     UnknownStage(String),
+    #[error("{file}: refused: {reason}")]
+    Refused { file: String, reason: String },
+    #[error("{file}: {limit}")]
+    Limit { file: String, limit: guard::Limit },
+    #[error("{file}: {cycle}: a macro or include that reaches itself again would never finish")]
+    Recursion { file: String, cycle: String },
 }
 
 #[derive(Debug, Clone)]
@@ -93,6 +108,8 @@ pub struct Templates {
     /// Keyed by (locale, stage); the default set has locale "".
     stages: BTreeMap<(String, String), StageTemplates>,
     default_locale: String,
+    /// The `order.extra` fields the templates use (for the sample orders).
+    extra_fields: std::collections::BTreeSet<String>,
 }
 
 impl Templates {
@@ -105,10 +122,10 @@ impl Templates {
         forbidden: &Forbidden,
         default_locale: &str,
     ) -> Result<Self, RenderError> {
-        let mut sources = Vec::new();
-        collect_tera_files(dir, dir, &mut sources)?;
+        let sources = files::collect(dir)?;
         let mut tera = tera::Tera::default();
         tera.autoescape_on(vec![".html.tera", ".html"]);
+        guard::register(&mut tera);
         let by_name: BTreeMap<String, (String, String)> = sources
             .iter()
             .map(|(name, display, text)| (name.clone(), (display.clone(), text.clone())))
@@ -119,6 +136,28 @@ impl Templates {
                 .map(|(name, _, text)| (name.as_str(), text.as_str())),
         )
         .map_err(|e| RenderError::Syntax(describe_tera_error(&e, &by_name)))?;
+        let shown = |name: &str| {
+            by_name
+                .get(name)
+                .map_or_else(|| name.to_string(), |(display, _)| display.clone())
+        };
+        if let Some((name, cycle)) = guard::recursion(&tera) {
+            return Err(RenderError::Recursion {
+                file: shown(&name),
+                cycle,
+            });
+        }
+        if let Some(name) = guard::long_concatenation(&tera) {
+            return Err(RenderError::Refused {
+                file: shown(&name),
+                reason: format!(
+                    "a `~` concatenation of more than {} terms",
+                    guard::MAX_CONCAT_TERMS
+                ),
+            });
+        }
+        let extra_fields = guard::extra_fields(&tera);
+        guard::instrument(&mut tera);
 
         let stage_names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
         let file = |folder: &str, template: &str| -> Option<TemplateFile> {
@@ -190,17 +229,21 @@ impl Templates {
             tera,
             stages: sets,
             default_locale: default_locale.to_string(),
+            extra_fields,
         })
     }
 
-    /// Loads the set `config` names.
+    /// Loads the set `config` names, and renders every template of it
+    /// against sample orders: a set that cannot render is refused here.
     pub fn for_config(config: &crate::config::Config) -> Result<Self, RenderError> {
-        Self::load(
+        let templates = Self::load(
             &config.templates_dir,
             &config.stages,
             &config.forbidden,
             &config.default_locale,
-        )
+        )?;
+        sample::render_all(&templates, config)?;
+        Ok(templates)
     }
 
     /// The template set for a buyer's locale: the exact locale (`de-AT`),
@@ -265,25 +308,39 @@ impl Templates {
         context: &tera::Context,
     ) -> Result<Rendered, RenderError> {
         let (templates, used) = self.select(stage, locale)?;
-        let render = |f: &TemplateFile| {
-            self.tera
-                .render(&f.name, context)
-                .map_err(|e| RenderError::Render {
-                    file: f.display.clone(),
-                    message: error_chain(&e),
-                })
-        };
-        let subject = render(&templates.subject)?;
-        let subject = subject.trim().to_string();
-        if subject.contains(['\r', '\n']) {
-            return Err(RenderError::MultilineSubject {
-                file: templates.subject.display.clone(),
-            });
-        }
-        let html = templates.html.as_ref().map(render).transpose()?;
+        // One budget for the whole message (see `guard`).
+        let (parts, _) = guard::within(|| {
+            let render = |f: &TemplateFile| {
+                let mut out = guard::Capped(Vec::new());
+                let rendered = self.tera.render_to(&f.name, context, &mut out);
+                match (rendered, guard::exceeded()) {
+                    (Ok(()), _) => String::from_utf8(out.0).map_err(|e| RenderError::Render {
+                        file: f.display.clone(),
+                        message: e.to_string(),
+                    }),
+                    (Err(_), Some(limit)) => Err(RenderError::Limit {
+                        file: f.display.clone(),
+                        limit,
+                    }),
+                    (Err(e), None) => Err(RenderError::Render {
+                        file: f.display.clone(),
+                        message: error_chain(&e),
+                    }),
+                }
+            };
+            let subject = render(&templates.subject)?.trim().to_string();
+            if subject.contains(['\r', '\n']) {
+                return Err(RenderError::MultilineSubject {
+                    file: templates.subject.display.clone(),
+                });
+            }
+            let html = templates.html.as_ref().map(render).transpose()?;
+            Ok((subject, render(&templates.text)?, html))
+        });
+        let (subject, text, html) = parts?;
         Ok(Rendered {
             subject,
-            text: render(&templates.text)?,
+            text,
             html_text: html.as_deref().map(lint::visible_text),
             html,
             locale: used,
@@ -318,41 +375,6 @@ impl Templates {
         }
         Ok(findings)
     }
-}
-
-/// Reads every `*.tera` file below `dir` as (tera name, shown path, text).
-fn collect_tera_files(
-    root: &Path,
-    dir: &Path,
-    out: &mut Vec<(String, String, String)>,
-) -> Result<(), RenderError> {
-    let read_error = |source| RenderError::Read {
-        file: dir.display().to_string(),
-        source,
-    };
-    let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(read_error)?
-        .map(|e| e.map(|e| e.path()))
-        .collect::<Result<_, _>>()
-        .map_err(read_error)?;
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            collect_tera_files(root, &path, out)?;
-        } else if path.extension().is_some_and(|e| e == "tera") {
-            let text = std::fs::read_to_string(&path).map_err(|source| RenderError::Read {
-                file: path.display().to_string(),
-                source,
-            })?;
-            let name = path
-                .strip_prefix(root)
-                .unwrap_or(&path)
-                .to_string_lossy()
-                .replace('\\', "/");
-            out.push((name, path.display().to_string(), text));
-        }
-    }
-    Ok(())
 }
 
 /// Joins an error and its sources into one line.
