@@ -4,8 +4,13 @@
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-/// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_followupd");
+/// The binary under test: this build's, or `FOLLOWUPD_TEST_BIN` (to run
+/// the same tests against another build, such as one from before a fix).
+pub fn bin() -> std::path::PathBuf {
+    std::env::var_os("FOLLOWUPD_TEST_BIN")
+        .map(Into::into)
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_followupd").into())
+}
 
 /// Variables the binary reads that a developer's shell, CI or a systemd
 /// session may have set: left in, they would point a test at the wrong
@@ -47,7 +52,7 @@ pub fn clean(command: &mut Command) -> &mut Command {
 
 /// `followupd -c CONFIG`, ready for its arguments.
 pub fn followupd(config: &Path) -> Command {
-    let mut command = Command::new(BIN);
+    let mut command = Command::new(bin());
     command.arg("-c").arg(config);
     clean(&mut command);
     command
@@ -58,7 +63,7 @@ pub fn followupd(config: &Path) -> Command {
 /// script ends with `exec "$0" "$@"`.
 pub fn through_shell(script: &str, config: &Path) -> Command {
     let mut command = Command::new("sh");
-    command.arg("-c").arg(script).arg(BIN).arg("-c").arg(config);
+    command.arg("-c").arg(script).arg(bin()).arg("-c").arg(config);
     clean(&mut command);
     command
 }
