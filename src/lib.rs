@@ -29,6 +29,8 @@ pub mod message;
 pub mod order;
 /// Marketplace policy profiles: rules beyond words.
 pub mod policy;
+/// Secrets out of every printed error and log event, one line an event.
+pub mod redact;
 /// Tera templates: loading, rendering and attributing lint hits.
 pub mod render;
 /// Pure scheduling rules: windows, sending hours, skips, prerequisites.

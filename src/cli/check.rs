@@ -42,7 +42,7 @@ impl Report {
             Ok(text) => println!("ok    {part}: {text}"),
             Err(text) => {
                 self.ok = false;
-                println!("FAIL  {part}: {text}");
+                println!("FAIL  {part}: {}", crate::redact::text(&text));
             }
         }
     }

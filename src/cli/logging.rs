@@ -26,7 +26,8 @@ pub(super) fn init(service: bool) {
     }
     let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        // Every event without secrets, on one line (src/redact.rs).
+        .with_writer(|| crate::redact::Redacting(std::io::stderr()));
     // Under systemd the journal adds its own timestamps and shows no colours.
     if std::env::var_os("JOURNAL_STREAM").is_some() {
         logs.without_time()

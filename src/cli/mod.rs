@@ -106,7 +106,7 @@ pub fn main(cli: Cli) -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", crate::redact::text(&format!("{e:#}")));
             ExitCode::from(2)
         }
     }

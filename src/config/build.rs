@@ -181,7 +181,10 @@ impl Builder<'_> {
         } else {
             Err(self.invalid(
                 "database.url",
-                format!("'{url}' must start with sqlite:// or postgres://"),
+                format!(
+                    "'{}' must start with sqlite:// or postgres://",
+                    crate::redact::url(url)
+                ),
             ))
         }
     }

@@ -124,7 +124,7 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
-            message: e.to_string(),
+            message: toml_error(&e, text),
         })?;
         let base = path
             .parent()
@@ -144,30 +144,10 @@ impl Config {
     }
 }
 
-/// Hides a password in a database URL (for check, the startup line and
-/// anything else that shows where the database is).
+/// A database URL with its password hidden, in the user part or as a
+/// query parameter (libpq's form), whatever the scheme (src/redact.rs).
 pub fn redact_url(url: &str) -> String {
-    // A password can also travel as a query parameter (libpq's form).
-    if let Some((base, query)) = url.split_once('?') {
-        let query: Vec<String> = query
-            .split('&')
-            .map(|kv| match kv.split_once('=') {
-                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
-                _ => kv.to_string(),
-            })
-            .collect();
-        return format!("{}?{}", redact_url(base), query.join("&"));
-    }
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
-    }
+    crate::redact::url(url)
 }
 
 #[cfg(test)]
@@ -201,4 +181,36 @@ mod tests {
             assert!(shown.contains("db"), "{shown}");
         }
     }
+}
+
+/// A TOML error as `line L, column C: message`, on one line and without
+/// the source line toml quotes (which could be `password = S3cret!`); in a
+/// message about a value, the values it quotes are hidden too
+/// (`invalid type: integer \`***\``).
+fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    let mut message = crate::redact::one_line(e.message());
+    // A value toml quotes ("invalid type: integer `…`") may be the
+    // password itself: the span of such an error is often the whole table,
+    // so its key cannot be told; field and variant names are kept.
+    let quotes_a_value = ["invalid type", "invalid value", "invalid length"]
+        .iter()
+        .any(|start| message.starts_with(start));
+    if quotes_a_value {
+        let mut hidden = String::new();
+        for (i, part) in message.split('`').enumerate() {
+            if i > 0 {
+                hidden.push('`');
+            }
+            hidden.push_str(if i % 2 == 1 { "***" } else { part });
+        }
+        message = hidden;
+    }
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    format!("line {line}, column {column}: {message}")
 }

@@ -76,7 +76,9 @@ pub(super) async fn reload(engine: &mut Engine, config_path: &Path, why: &str) {
             notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
         }
         Err(error) => {
-            let message = error.to_string();
+            // One line, no secret: a TOML error or a database URL can quote
+            // one (src/redact.rs).
+            let message = crate::redact::text(&error.to_string());
             tracing::error!(error = %message, "reload refused; still running on the previous configuration and templates");
             let first = message.lines().next().unwrap_or_default().to_string();
             let status = format!("reload failed, running on previous set: {first}");

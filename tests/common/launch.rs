@@ -63,7 +63,12 @@ pub fn followupd(config: &Path) -> Command {
 /// script ends with `exec "$0" "$@"`.
 pub fn through_shell(script: &str, config: &Path) -> Command {
     let mut command = Command::new("sh");
-    command.arg("-c").arg(script).arg(bin()).arg("-c").arg(config);
+    command
+        .arg("-c")
+        .arg(script)
+        .arg(bin())
+        .arg("-c")
+        .arg(config);
     clean(&mut command);
     command
 }
