@@ -150,6 +150,38 @@ pub fn redact_url(url: &str) -> String {
     crate::redact::url(url)
 }
 
+/// A TOML error as `line L, column C: message`, on one line and without
+/// the source line toml quotes (which could be `password = S3cret!`); in a
+/// message about a value, the values it quotes are hidden too
+/// (`invalid type: integer \`***\``).
+fn toml_error(e: &toml::de::Error, text: &str) -> String {
+    let mut message = crate::redact::one_line(e.message());
+    // A value toml quotes ("invalid type: integer `…`") may be the
+    // password itself: the span of such an error is often the whole table,
+    // so its key cannot be told; field and variant names are kept.
+    let quotes_a_value = ["invalid type", "invalid value", "invalid length"]
+        .iter()
+        .any(|start| message.starts_with(start));
+    if quotes_a_value {
+        let mut hidden = String::new();
+        for (i, part) in message.split('`').enumerate() {
+            if i > 0 {
+                hidden.push('`');
+            }
+            hidden.push_str(if i % 2 == 1 { "***" } else { part });
+        }
+        message = hidden;
+    }
+    let Some(span) = e.span() else {
+        return message;
+    };
+    let before = text.get(..span.start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
+    format!("line {line}, column {column}: {message}")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -181,36 +213,4 @@ mod tests {
             assert!(shown.contains("db"), "{shown}");
         }
     }
-}
-
-/// A TOML error as `line L, column C: message`, on one line and without
-/// the source line toml quotes (which could be `password = S3cret!`); in a
-/// message about a value, the values it quotes are hidden too
-/// (`invalid type: integer \`***\``).
-fn toml_error(e: &toml::de::Error, text: &str) -> String {
-    let mut message = crate::redact::one_line(e.message());
-    // A value toml quotes ("invalid type: integer `…`") may be the
-    // password itself: the span of such an error is often the whole table,
-    // so its key cannot be told; field and variant names are kept.
-    let quotes_a_value = ["invalid type", "invalid value", "invalid length"]
-        .iter()
-        .any(|start| message.starts_with(start));
-    if quotes_a_value {
-        let mut hidden = String::new();
-        for (i, part) in message.split('`').enumerate() {
-            if i > 0 {
-                hidden.push('`');
-            }
-            hidden.push_str(if i % 2 == 1 { "***" } else { part });
-        }
-        message = hidden;
-    }
-    let Some(span) = e.span() else {
-        return message;
-    };
-    let before = text.get(..span.start).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
-    format!("line {line}, column {column}: {message}")
 }
