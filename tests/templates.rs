@@ -139,8 +139,10 @@ fn runaway_loops_and_output_are_refused_with_the_limit_they_hit() {
         );
         let started = Instant::now();
         let line = check_refuses(&env, Duration::from_secs(20));
+        // On a loaded machine the clock may run out first: also a limit.
         assert!(
-            line.contains("follow_up/body.txt.tera") && line.contains(reason),
+            line.contains("follow_up/body.txt.tera")
+                && (line.contains(reason) || line.contains("takes too long")),
             "{what}: {line}"
         );
         assert!(
