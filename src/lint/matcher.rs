@@ -156,17 +156,22 @@ impl Matcher {
             return None;
         }
         let entry = &self.entries[variant.entry];
-        let (mut letters, mut digits) = (0usize, 0usize);
+        let (mut letters, mut digits, mut in_number) = (0usize, 0usize, false);
+        let is_digit = |k: usize| k < stream.len() && stream.at(k).c.is_ascii_digit();
         let letters_fit = variant.chars.iter().enumerate().all(|(k, &p)| {
             let t = stream.at(a + k);
             if t.c.is_ascii_digit() {
                 digits += 1;
+                // A digit reads as a letter only alone among letters: two
+                // digits side by side are a number (a model `AV15`, a year).
+                in_number |= (a + k > 0 && is_digit(a + k - 1)) || is_digit(a + k + 1);
             } else if t.c.is_alphabetic() {
                 letters += 1;
             }
             char_fits(t, p)
         });
-        if !letters_fit || (!variant.has_digits && (letters == 0 || letters < digits)) {
+        let digits_ok = variant.has_digits || (letters > 0 && letters >= digits && !in_number);
+        if !letters_fit || !digits_ok {
             return None;
         }
         if !entry.infix && !stream.starts_word(a) {

@@ -34,8 +34,9 @@
 //! 3. case folding; hiragana folded to katakana; look-alike letters (Cyrillic,
 //!    Greek, small capitals, dotless i, ø, ł…) mapped to the Latin letter;
 //!    typographic apostrophes to `'`; every run of white space to one space;
-//! 4. runs of single letters or digits separated by a space or up to three
-//!    punctuation characters are joined (`r e v i e w`, `r.e.v.i.e.w`); a
+//! 4. runs of single letters or digits separated by any run of spaces and
+//!    punctuation up to eight characters long, with no line break, are
+//!    joined (`r e v i e w`, `r.e.v.i.e.w`, `u -- p -- d`); a
 //!    piece of two or more letters is never joined (`the re view` stays).
 //!    Kana and Han are single letters, joined across spaces and separators
 //!    such as `・` but never across sentence punctuation (`、`, `。`);
@@ -44,8 +45,9 @@
 //!    are dropped; each candidate is then checked letter by letter: a letter
 //!    must be the entry's letter, or that letter with diacritics added
 //!    (`rëview`), or a digit standing for it. A diacritic is never dropped
-//!    (`andern`, "other", is not `ändern`), and a match needs at least as
-//!    many letters as digits.
+//!    (`andern`, "other", is not `ändern`), a match needs at least as
+//!    many letters as digits, and a digit stands for a letter only alone:
+//!    beside another digit it is part of a number (`AV15` is not `avis`).
 //!
 //! Web addresses are not prose and are skipped, joined letters included.
 //! Every position reported is one in the original text, and the word is
