@@ -152,13 +152,24 @@ fn an_unreadable_key_is_a_config_error() {
     let smtp = SmtpServer::start(&[]);
     let env = Env::new(&config(&smtp, "missing.pem"));
     let out = env.run(&["check"]);
-    assert_eq!(out.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("transport.dkim.key_file"), "{stderr}");
+    // check reports a config error as a FAIL line and exit 1, like any failed check.
+    assert_eq!(out.status.code(), Some(1));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("transport.dkim.key_file"), "{said}");
     env.write(
         "missing.pem",
         "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
     );
-    let stderr = String::from_utf8_lossy(&env.run(&["check"]).stderr).to_string();
-    assert!(stderr.contains("not a PEM private key"), "{stderr}");
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(1));
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("not a PEM private key"), "{said}");
 }
