@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use chrono::{Timelike, Utc};
 use common::smtp::SmtpServer;
-use common::{eventually, header, Env, CSV_HEADER};
+use common::{eventually, header, strip_ansi, Env, CSV_HEADER};
 
 /// A running `followupd run` with its service log in a file; killed on drop.
 struct Daemon {
@@ -223,24 +223,4 @@ fn a_tick_summary_counts_a_send_left_in_doubt() {
     let out = env.ok(&["tick"]);
     assert!(out.contains("unknown 1"), "{out}");
     assert_eq!(shipment_state(&env, "U1"), "unknown");
-}
-
-/// Removes terminal colour sequences (the log is coloured even into a file).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::Utc;
 use common::smtp::SmtpServer;
-use common::{eventually, launch, Env, CSV_HEADER};
+use common::{eventually, launch, strip_ansi, Env, CSV_HEADER};
 
 /// A running `followupd run` with its service log in a file; killed on drop.
 struct Daemon {
@@ -313,24 +313,4 @@ fn imported_count(log: &str) -> u64 {
         .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
         .and_then(|n| n.parse().ok())
         .unwrap_or(0)
-}
-
-/// Removes terminal colour sequences (the log is coloured even into a file).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.next() == Some('[') {
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
