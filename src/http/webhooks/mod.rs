@@ -183,3 +183,25 @@ pub fn full_name(first: Option<&str>, last: Option<&str>) -> Result<Option<Line>
 fn one_line(text: &str) -> String {
     text.split(['\r', '\n']).collect::<Vec<_>>().join(" ")
 }
+
+/// Counts a delivery's result in the metrics and answers it: the one place
+/// both sources' handlers turn a result into a response.
+pub(super) fn respond(
+    app: &App,
+    source: &'static str,
+    topic: &'static str,
+    result: Result<Outcome, WebhookError>,
+) -> Response {
+    let label = match &result {
+        Ok(outcome) => outcome.label(),
+        Err(e) => e.label(),
+    };
+    app.metrics.webhook(source, topic, label);
+    if let Ok(Outcome::Applied(applied)) = &result {
+        app.metrics.imported(source, applied.as_str(), 1);
+    }
+    match result {
+        Ok(outcome) => outcome.into_response(),
+        Err(e) => e.into_response(),
+    }
+}

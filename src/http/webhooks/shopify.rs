@@ -19,11 +19,11 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
-use super::{buyer_email, commit, full_name, parse_json, signed, Outcome, WebhookError};
+use super::{buyer_email, commit, full_name, parse_json, respond, signed, Outcome, WebhookError};
 use crate::http::{header, read_body, App};
 use crate::import::OrderRecord;
 use crate::order::{parse_url, Item, Line, Order, OrderKey, OrderStatus, ZoneSource};
@@ -75,18 +75,7 @@ impl Topic {
 pub async fn receive(State(app): State<Arc<App>>, headers: HeaderMap, body: Body) -> Response {
     let mut topic = "";
     let result = handle(&app, &headers, body, &mut topic).await;
-    let label = match &result {
-        Ok(outcome) => outcome.label(),
-        Err(e) => e.label(),
-    };
-    app.metrics.webhook("shopify", topic, label);
-    if let Ok(Outcome::Applied(applied)) = &result {
-        app.metrics.imported("shopify", applied.as_str(), 1);
-    }
-    match result {
-        Ok(outcome) => outcome.into_response(),
-        Err(e) => e.into_response(),
-    }
+    respond(&app, "shopify", topic, result)
 }
 
 async fn handle(
