@@ -12,6 +12,7 @@
 //! that also bound every message (`guard.rs`), from files read only inside
 //! the templates folder (`files.rs`).
 
+pub mod analysis;
 mod files;
 pub mod guard;
 mod sample;
@@ -141,13 +142,13 @@ impl Templates {
                 .get(name)
                 .map_or_else(|| name.to_string(), |(display, _)| display.clone())
         };
-        if let Some((name, cycle)) = guard::recursion(&tera) {
+        if let Some((name, cycle)) = analysis::recursion(&tera) {
             return Err(RenderError::Recursion {
                 file: shown(&name),
                 cycle,
             });
         }
-        if let Some(name) = guard::long_concatenation(&tera) {
+        if let Some(name) = analysis::long_concatenation(&tera) {
             return Err(RenderError::Refused {
                 file: shown(&name),
                 reason: format!(
@@ -156,7 +157,7 @@ impl Templates {
                 ),
             });
         }
-        let extra_fields = guard::extra_fields(&tera);
+        let extra_fields = analysis::extra_fields(&tera);
         guard::instrument(&mut tera);
 
         let stage_names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
